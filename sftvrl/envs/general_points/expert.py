@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sftvrl.envs.general_points.arithmetic import TOKEN_PATTERN
+from sftvrl.envs.general_points.arithmetic import TOKEN_PATTERN, FormulaError, evaluate_python
 from sftvrl.envs.general_points.cards import Hand
 from sftvrl.envs.general_points.solver import solutions
 
@@ -16,8 +16,9 @@ def _inversions(order: list[int]) -> int:
 def expert_formula(hand: Hand) -> str:
     """The simplest solution: fewest parentheses, numbers closest to the dealt order, then text.
 
-    Deterministic for a hand (so SFT data is reproducible) and free of spaces, so it scores +5 in
-    both verifier modes unless float evaluation gets it wrong (the paper mode's known quirk).
+    Formulas that float arithmetic also gets right come first, so the expert scores +5 under the
+    ``paper`` verifier too whenever the hand allows (8/(3-8/3) for 3 3 8 8 is the kind that can't).
+    Deterministic for a hand, so SFT data is reproducible.
     """
     candidates = solutions(hand.numbers, hand.rules.target)
     if not candidates:
@@ -36,4 +37,10 @@ def expert_formula(hand: Hand) -> str:
                 seen[n] = seen.get(n, 0) + 1
         return _inversions(order)
 
-    return min(candidates, key=lambda f: (f.count("("), dealt_order(f), f))
+    def float_fails(formula: str) -> bool:
+        try:
+            return evaluate_python(TOKEN_PATTERN.findall(formula)) != hand.rules.target
+        except FormulaError:
+            return True
+
+    return min(candidates, key=lambda f: (float_fails(f), f.count("("), dealt_order(f), f))
