@@ -57,6 +57,7 @@ def test_paper_step_limit_adds_an_unverified_penalised_call():
     _, reward, terminated, truncated, info = env.step(env.expert_response())
     assert (reward, terminated, truncated) == (-1.0, False, True)
     assert info["feedback"] == "step_limit_reached" and info["step_limit"]
+    assert info["outcome"] == "STEP_LIMIT"
 
 
 def test_garbage_never_breaks_an_episode():

@@ -129,7 +129,7 @@ class GeneralPointsEnv(gym.Env):
             raise RuntimeError("the episode is over (or never started): call reset() first")
         if self.attempts >= self.verify_iter:  # only reachable with the paper's step limit
             self.done = True
-            verdict = Verdict(STEP_LIMIT_REWARD, Outcome.NO_SOLUTION, STEP_LIMIT_MESSAGE)
+            verdict = Verdict(STEP_LIMIT_REWARD, Outcome.STEP_LIMIT, STEP_LIMIT_MESSAGE)
             self.history.append((action, verdict))
             info = self._info(None, verdict, step_limit=True)
             return self._observation(STEP_LIMIT_MESSAGE), STEP_LIMIT_REWARD, False, True, info

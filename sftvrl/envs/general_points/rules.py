@@ -7,7 +7,7 @@ code path: ``Rules.id()`` trains, ``Rules.rule_ood()`` changes what J/Q/K are wo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 RANKS: tuple[str, ...] = ("A", "2", "3", "4", "5", "6", "7", "8", "9", "10", "J", "Q", "K")
@@ -84,10 +84,6 @@ class Rules:
         if split == "visual_ood":
             return cls.visual_ood(**overrides)
         raise ValueError(f"unknown split {split!r}; expected 'id', 'rule_ood' or 'visual_ood'")
-
-    def with_(self, **changes: object) -> Rules:
-        """A copy with some fields changed (``rules.with_(target=10)``)."""
-        return replace(self, **changes)  # type: ignore[arg-type]
 
     # -- values ---------------------------------------------------------------------------------
     def value(self, rank: str) -> int:

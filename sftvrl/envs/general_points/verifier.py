@@ -78,6 +78,8 @@ class Outcome(StrEnum):
     """paper mode: several penalties summed (e.g. -5)."""
     FLOAT_MISMATCH = "FLOAT_MISMATCH"
     """paper mode: a correct formula that float evaluation misses (reward 0, message '.')."""
+    STEP_LIMIT = "STEP_LIMIT"
+    """paper step limit: the unverified extra call after the last attempt (reward -1)."""
 
 
 REWARDS: dict[Outcome, float] = {
@@ -278,55 +280,55 @@ def normalise_formula(formula: str) -> str:
 
 
 def _exact_verdict(
-    offences: list[tuple[Outcome, str]], formula: str | None, parsed: ParsedResponse
+    offences: list[tuple[Outcome, str]],
+    parsed: ParsedResponse,
+    formula: str | None = None,
+    value: Fraction | None = None,
 ) -> Verdict:
+    """One penalty per answer: the most severe offence's reward; every offence in the message."""
     outcome = min((o for o, _ in offences), key=REWARDS.__getitem__)
-    messages = list(dict.fromkeys(m for _, m in offences))
+    messages = tuple(dict.fromkeys(m for _, m in offences))
     return Verdict(
-        REWARDS[outcome], outcome, _join(messages), tuple(messages), formula, None, parsed
+        REWARDS[outcome], outcome, _join(list(messages)), messages, formula, value, parsed
     )
 
 
 def _verify_exact(parsed: ParsedResponse, hand: Hand, rules: Rules, vision: bool) -> Verdict:
     if vision and (parsed.cards is None or sorted(parsed.cards) != sorted(hand.ranks)):
-        return _exact_verdict(
-            [(Outcome.INCORRECT_VISION, "you recognized wrong cards")], None, parsed
-        )
+        return _exact_verdict([(Outcome.INCORRECT_VISION, "you recognized wrong cards")], parsed)
 
     lhs = parsed.formula_lhs
     if lhs is None:
         message = 'no "formula" field in your answer'
-        return _exact_verdict([(Outcome.ILLEGAL_FORMULA, message)], None, parsed)
+        return _exact_verdict([(Outcome.ILLEGAL_FORMULA, message)], parsed)
     if len(lhs) > MAX_FORMULA_CHARS:
         message = f"your formula is longer than {MAX_FORMULA_CHARS} characters"
-        return _exact_verdict([(Outcome.ILLEGAL_FORMULA, message)], None, parsed)
+        return _exact_verdict([(Outcome.ILLEGAL_FORMULA, message)], parsed)
     formula = normalise_formula(lhs)
     tokens = TOKEN_PATTERN.findall(formula)
     if "".join(tokens) != formula:
-        return _exact_verdict([(Outcome.ILLEGAL_FORMULA, "illegal characters")], formula, parsed)
+        return _exact_verdict([(Outcome.ILLEGAL_FORMULA, "illegal characters")], parsed, formula)
 
     offences = [(Outcome.ILLEGAL_FORMULA, issue.message) for issue in grammar_issues(tokens)]
     used = [int(t) for t in tokens if t[0].isdigit()]
     offences += [(Outcome.INCORRECT_NUMBER, m) for m in _number_messages(used, hand.numbers)]
     if offences:
-        return _exact_verdict(offences, formula, parsed)
+        return _exact_verdict(offences, parsed, formula)
 
     prefixes = solution_prefixes(tuple(sorted(hand.numbers)), rules.target)
     try:
         value = evaluate_exact(tokens)
     except IncompleteFormula:
         if formula in prefixes:
-            return _exact_verdict([(Outcome.PARTIAL_SOLUTION, "partial solution")], formula, parsed)
+            return _exact_verdict([(Outcome.PARTIAL_SOLUTION, "partial solution")], parsed, formula)
         offence = (Outcome.ILLEGAL_FORMULA, "your formula is incomplete")
-        return _exact_verdict([offence], formula, parsed)
+        return _exact_verdict([offence], parsed, formula)
     except DivisionByZero:
         offence = (Outcome.NO_SOLUTION, "your formula divides by zero")
-        return _exact_verdict([offence], formula, parsed)
+        return _exact_verdict([offence], parsed, formula)
     if value == rules.target:
-        verdict = _exact_verdict([(Outcome.CORRECT_SOLUTION, "Correct solution")], formula, parsed)
+        offence = (Outcome.CORRECT_SOLUTION, "Correct solution")
     else:
         hint = _prefix_feedback(tokens, prefixes) or "your formula does not match any solution"
-        verdict = _exact_verdict([(Outcome.NO_SOLUTION, hint)], formula, parsed)
-    return Verdict(
-        verdict.reward, verdict.outcome, verdict.message, verdict.messages, formula, value, parsed
-    )
+        offence = (Outcome.NO_SOLUTION, hint)
+    return _exact_verdict([offence], parsed, formula, value)
