@@ -188,6 +188,7 @@ class GeneralPointsEnv(gym.Env):
             "success": bool(verdict is not None and verdict.success),
             "step_limit": step_limit,
             "formula": None if verdict is None else verdict.formula,
+            "new_conversation": verdict is None,
         }
 
 
