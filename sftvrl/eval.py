@@ -1,0 +1,179 @@
+"""Evaluation: the paper's metrics over batched rollouts, with confidence intervals.
+
+- GeneralPoints *success rate*: episodes with a correct answer within ``verify_iter`` tries.
+- GP-VL *recognition accuracy*: 1 - (wrongly recognised answers / answers), measured as the paper
+  does with one try and no revision (``verify_iter=1``).
+- V-IRL *per-step accuracy* (correct actions / graded actions) and *route success*.
+
+Every rate comes with the paper's binomial standard error sqrt(p(1-p)/n) and a Wilson interval
+(which stays inside [0, 1] and behaves at 0% and 100%). GeneralPoints can be scored exhaustively:
+one hand per solvable value multiset of the split instead of a random sample.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from statistics import NormalDist
+from typing import Any
+
+from sftvrl.envs.general_points import GeneralPointsEnv, Rules, enumerate_hands
+from sftvrl.train.rollout import Episode, Responder, rollout
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A proportion ``k / n`` with its standard error and a Wilson confidence interval."""
+
+    k: int
+    n: int
+    confidence: float = 0.95
+
+    @property
+    def value(self) -> float:
+        return self.k / self.n if self.n else float("nan")
+
+    @property
+    def se(self) -> float:
+        """The paper's error bar: sqrt(p (1 - p) / n)."""
+        p = self.value
+        return math.sqrt(p * (1 - p) / self.n) if self.n else float("nan")
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return wilson_interval(self.k, self.n, self.confidence)
+
+    def as_dict(self, prefix: str = "") -> dict[str, float]:
+        low, high = self.interval
+        return {
+            f"{prefix}rate": self.value,
+            f"{prefix}k": self.k,
+            f"{prefix}n": self.n,
+            f"{prefix}se": self.se,
+            f"{prefix}ci_low": low,
+            f"{prefix}ci_high": high,
+        }
+
+    def __str__(self) -> str:
+        low, high = self.interval
+        return (
+            f"{100 * self.value:.1f}% ({self.k}/{self.n}, 95% CI {100 * low:.1f}-{100 * high:.1f})"
+        )
+
+
+def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval for a binomial proportion."""
+    if n == 0:
+        return (0.0, 1.0)
+    if not 0 <= k <= n:
+        raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    low = 0.0 if k == 0 else max(0.0, centre - half)
+    high = 1.0 if k == n else min(1.0, centre + half)
+    return (low, high)
+
+
+def mcnemar_exact(a: Sequence[bool], b: Sequence[bool]) -> float:
+    """Two-sided exact McNemar p-value for paired successes of two models on the same episodes."""
+    if len(a) != len(b):
+        raise ValueError("paired outcomes need the same episodes")
+    only_a = sum(1 for x, y in zip(a, b, strict=True) if x and not y)
+    only_b = sum(1 for x, y in zip(a, b, strict=True) if y and not x)
+    n = only_a + only_b
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(only_a, only_b) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+# -- metrics from episodes ---------------------------------------------------------------------
+
+
+def success_rate(episodes: Sequence[Episode]) -> Rate:
+    """Episodes that ended with a correct answer (the paper's success rate)."""
+    return Rate(sum(e.success for e in episodes), len(episodes))
+
+
+def recognition_accuracy(episodes: Sequence[Episode]) -> Rate:
+    """Answers whose cards were recognised: 1 - INCORRECT_VISION / answers (paper Fig. 8)."""
+    turns = [t for e in episodes for t in e.turns if t.info.get("outcome") != "STEP_LIMIT"]
+    wrong = sum(t.info.get("outcome") == "INCORRECT_VISION" for t in turns)
+    return Rate(len(turns) - wrong, len(turns))
+
+
+def per_step_accuracy(episodes: Sequence[Episode]) -> Rate:
+    """V-IRL: correct actions among graded actions."""
+    turns = [t for e in episodes for t in e.turns]
+    return Rate(sum(bool(t.info.get("correct_action")) for t in turns), len(turns))
+
+
+# -- GeneralPoints evaluation ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GPEvalSettings:
+    """How a GeneralPoints evaluation is run (the paper: 234 episodes, 5 tries, seed 42)."""
+
+    split: str = "id"
+    vision: bool = False
+    n_episodes: int | None = None
+    """None scores every hand of the split (exhaustive); a number samples that many deals."""
+    verify_iter: int = 5
+    mode: str = "exact"
+    prompt: str = "paper"
+    seed: int = 42
+    batch_size: int = 32
+    image_width: int = 448
+
+
+@dataclass
+class GPEvalResult:
+    settings: GPEvalSettings
+    success: Rate
+    recognition: Rate | None
+    episodes: list[Episode]
+
+    def summary(self) -> dict[str, Any]:
+        row: dict[str, Any] = {f"settings.{k}": v for k, v in asdict(self.settings).items()}
+        row |= self.success.as_dict("success_")
+        if self.recognition is not None:
+            row |= self.recognition.as_dict("recognition_")
+        return row
+
+
+def evaluate_general_points(
+    responder: Responder, settings: GPEvalSettings, *, progress: bool = False
+) -> GPEvalResult:
+    """Success rate (and recognition accuracy for GP-VL) of a responder on one split."""
+
+    def make_env() -> GeneralPointsEnv:
+        return GeneralPointsEnv(
+            vision=settings.vision,
+            split=settings.split,
+            verify_iter=settings.verify_iter,
+            mode=settings.mode,  # type: ignore[arg-type]
+            prompt=settings.prompt,  # type: ignore[arg-type]
+            image_width=settings.image_width,
+        )
+
+    options: list[dict[str, Any] | None] | None = None
+    n = settings.n_episodes
+    if n is None:
+        rules = Rules.for_split(settings.split, vision=settings.vision)
+        options = [{"hand": hand} for hand in enumerate_hands(rules, seed=settings.seed)]
+        n = len(options)
+    episodes = rollout(
+        make_env,
+        responder,
+        n,
+        batch_size=settings.batch_size,
+        seed=settings.seed,
+        reset_options=options,
+        progress=progress,
+    )
+    recognition = recognition_accuracy(episodes) if settings.vision else None
+    return GPEvalResult(settings, success_rate(episodes), recognition, episodes)

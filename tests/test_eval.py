@@ -1,0 +1,77 @@
+"""Evaluation metrics and intervals, on scripted agents whose true scores are known."""
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sftvrl.eval import (
+    GPEvalSettings,
+    Rate,
+    evaluate_general_points,
+    mcnemar_exact,
+    wilson_interval,
+)
+from sftvrl.train.rollout import ExpertResponder, Request, ScriptedResponder
+
+
+def test_wilson_interval_known_values():
+    low, high = wilson_interval(0, 10)
+    assert low == 0 and high == pytest.approx(0.2775, abs=1e-4)
+    low, high = wilson_interval(27, 234)  # the paper's 11.5%
+    assert low == pytest.approx(0.0805, abs=1e-3) and high == pytest.approx(0.1626, abs=1e-3)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+@given(st.integers(0, 500), st.integers(1, 500))
+def test_wilson_interval_contains_the_estimate(k, n):
+    k = min(k, n)
+    low, high = wilson_interval(k, n)
+    assert 0 <= low <= k / n <= high <= 1
+
+
+def test_rate_matches_the_paper_error_bar():
+    rate = Rate(35, 234)
+    assert rate.value == pytest.approx(0.1496, abs=1e-4)
+    assert rate.se == pytest.approx(math.sqrt(rate.value * (1 - rate.value) / 234))
+    assert "35/234" in str(rate)
+
+
+def test_mcnemar():
+    assert mcnemar_exact([True] * 5, [True] * 5) == 1.0
+    assert mcnemar_exact([True] * 10 + [False] * 10, [False] * 10 + [False] * 10) == pytest.approx(
+        2 / 2**10
+    )
+    with pytest.raises(ValueError):
+        mcnemar_exact([True], [])
+
+
+def test_exhaustive_expert_evaluation_is_perfect():
+    result = evaluate_general_points(ExpertResponder(), GPEvalSettings(split="rule_ood"))
+    assert (result.success.k, result.success.n) == (796, 796)
+    assert result.summary()["success_rate"] == 1.0
+
+
+def test_recognition_accuracy_counts_misread_cards():
+    def answer(request: Request) -> str:
+        text = request.env.expert_response()
+        # misread every hand whose first number is odd
+        return text.replace("cards", "kards") if request.env.hand.numbers[0] % 2 else text
+
+    settings = GPEvalSettings(
+        split="visual_ood", vision=True, n_episodes=40, verify_iter=1, image_width=112
+    )
+    result = evaluate_general_points(ScriptedResponder(answer), settings)
+    odd = sum(e.reset_info["numbers"][0] % 2 for e in result.episodes)
+    assert result.recognition.k == 40 - odd
+    assert result.success.k == 40 - odd
+
+
+def test_sampled_evaluation_is_reproducible():
+    settings = GPEvalSettings(n_episodes=12, seed=5)
+    a = evaluate_general_points(ExpertResponder(), settings)
+    b = evaluate_general_points(ExpertResponder(), settings)
+    assert [e.reset_info["cards"] for e in a.episodes] == [
+        e.reset_info["cards"] for e in b.episodes
+    ]
