@@ -1,6 +1,7 @@
 """sftvrl: a reproducible, runnable-anywhere companion to "SFT Memorizes, RL Generalizes".
 
-Importing the package registers its gymnasium environments (``sftvrl/GP-L-v0``, ``sftvrl/GP-VL-v0``).
+Importing the package registers its gymnasium environments: ``sftvrl/GP-L-v0``, ``sftvrl/GP-VL-v0``,
+``sftvrl/VIRL-L-v0`` and ``sftvrl/VIRL-VL-v0``.
 """
 
 from sftvrl import envs
@@ -16,6 +17,7 @@ from sftvrl.envs.general_points import (
     solutions,
     verify,
 )
+from sftvrl.envs.virl import VirlEnv
 
 __version__ = "0.1.0"
 
@@ -25,6 +27,7 @@ __all__ = [
     "Outcome",
     "Rules",
     "Verdict",
+    "VirlEnv",
     "__version__",
     "deal",
     "envs",

@@ -74,3 +74,18 @@ def test_reset_options_and_errors():
     assert episode.reset_info["numbers"] == (3, 3, 8, 8)
     with pytest.raises(ValueError, match="reset_options"):
         rollout(gp_env(), ExpertResponder(), 2, reset_options=options)
+
+
+def test_virl_routes_restart_the_chat_at_each_new_point():
+    from sftvrl.envs.virl import VirlEnv
+
+    starts = []
+
+    def answer(request: Request) -> str:
+        starts.append(len(request.conversation) == 1)
+        return request.env.expert_response()
+
+    episodes = rollout(lambda: VirlEnv(split="mini"), ScriptedResponder(answer), 4, batch_size=2)
+    assert all(e.success for e in episodes)
+    assert all(starts)  # the expert is never wrong, so every request opens a fresh conversation
+    assert sum(len(e.turns) for e in episodes) == len(starts)

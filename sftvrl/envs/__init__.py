@@ -1,7 +1,8 @@
 """Environments of the study, registered with gymnasium on import.
 
 ``gymnasium.make("sftvrl/GP-L-v0", split="rule_ood")`` and friends; the keyword arguments are those
-of :class:`~sftvrl.envs.general_points.GeneralPointsEnv`.
+of :class:`~sftvrl.envs.general_points.GeneralPointsEnv` (GP-L, GP-VL) and
+:class:`~sftvrl.envs.virl.VirlEnv` (VIRL-L, VIRL-VL).
 """
 
 from gymnasium.envs.registration import register, registry
@@ -9,6 +10,8 @@ from gymnasium.envs.registration import register, registry
 _ENVS = {
     "sftvrl/GP-L-v0": ("sftvrl.envs.general_points:GeneralPointsEnv", {"vision": False}),
     "sftvrl/GP-VL-v0": ("sftvrl.envs.general_points:GeneralPointsEnv", {"vision": True}),
+    "sftvrl/VIRL-L-v0": ("sftvrl.envs.virl:VirlEnv", {"vision": False}),
+    "sftvrl/VIRL-VL-v0": ("sftvrl.envs.virl:VirlEnv", {"vision": True}),
 }
 
 

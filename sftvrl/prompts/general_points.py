@@ -10,10 +10,11 @@ from the paper's Fig. 11 (same sections; the cards sentence and the "valid json"
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from sftvrl.envs.general_points.cards import Hand
-from sftvrl.envs.general_points.rules import Rules
+if TYPE_CHECKING:  # runtime imports would be circular: the env imports these templates
+    from sftvrl.envs.general_points.cards import Hand
+    from sftvrl.envs.general_points.rules import Rules
 
 Layout = Literal["paper", "compact"]
 
