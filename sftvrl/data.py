@@ -16,11 +16,12 @@ import hashlib
 import io
 import json
 import random
-from collections.abc import Iterator
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from sftvrl.envs.general_points import (
+    GeneralPointsEnv,
     Hand,
     Rules,
     deal,
@@ -31,10 +32,38 @@ from sftvrl.envs.general_points import (
 )
 from sftvrl.envs.general_points.arithmetic import TOKEN_PATTERN
 from sftvrl.prompts.general_points import Layout, feedback_prompt, response_text, task_prompt
+from sftvrl.train.rollout import Request, Response, rollout
 
-Task = Literal["gp-l", "gp-vl"]
-GP_TASKS: dict[str, bool] = {"gp-l": False, "gp-vl": True}
-"""GeneralPoints task names and whether they are the vision variant."""
+Task = Literal["gp-l", "gp-vl", "virl-l", "virl-vl"]
+TASKS: dict[str, tuple[str, bool]] = {
+    "gp-l": ("general_points", False),
+    "gp-vl": ("general_points", True),
+    "virl-l": ("virl", False),
+    "virl-vl": ("virl", True),
+}
+"""The paper's four tasks: environment family and whether it is the vision variant."""
+
+_STATE_KEYS = {
+    "general_points": ("cards", "numbers"),
+    "virl": ("route_id", "rail_index", "expected_action"),
+}
+"""What each example records about the state it was made from (for audits and diagnostics)."""
+
+
+def _check_task(task: str) -> tuple[str, bool]:
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {sorted(TASKS)}")
+    return TASKS[task]
+
+
+def make_task_env(task: Task, **env_kwargs: Any):
+    """The environment of a task (``gp-l``, ``gp-vl``, ``virl-l``, ``virl-vl``) with its options."""
+    family, vision = _check_task(task)
+    if family == "general_points":
+        return GeneralPointsEnv(vision=vision, **env_kwargs)
+    from sftvrl.envs.virl import VirlEnv
+
+    return VirlEnv(vision=vision, **env_kwargs)
 
 
 def _turn(role: str, text: str, vision: bool, image: bool = False) -> dict[str, Any]:
@@ -46,26 +75,44 @@ def _turn(role: str, text: str, vision: bool, image: bool = False) -> dict[str, 
     return {"role": role, "content": parts}
 
 
-def _check_task(task: str) -> bool:
-    if task not in GP_TASKS:
-        raise ValueError(f"unknown task {task!r}; expected one of {sorted(GP_TASKS)}")
-    return GP_TASKS[task]
+def expert_examples(
+    task: Task, n_episodes: int, *, seed: int = 0, **env_kwargs: Any
+) -> list[dict[str, Any]]:
+    """Single-turn expert examples from ``n_episodes`` expert episodes (paper App. C.1).
+
+    GeneralPoints gives one example per hand; V-IRL one per point of each route (the prompt is
+    rebuilt at every point, so every point is a single-turn example). ``env_kwargs`` go to the
+    environment: ``split``, ``prompt`` (the layout), ``image_width`` / ``view_size``, ...
+    """
+    family, vision = _check_task(task)
+    keys = _STATE_KEYS[family]
+    examples: list[dict[str, Any]] = []
+
+    def record(requests: Sequence[Request]) -> list[Response]:
+        responses = []
+        for request in requests:
+            answer = request.env.expert_response()
+            prompt = request.conversation[-1]["content"]
+            text = prompt if isinstance(prompt, str) else prompt[-1]["text"]
+            example = {
+                "messages": [
+                    _turn("user", text, vision, image=True),
+                    _turn("assistant", answer, vision),
+                ],
+                **{key: _jsonable(request.info[key]) for key in keys},
+            }
+            if vision:
+                example["images"] = [request.image]
+            examples.append(example)
+            responses.append(Response(answer))
+        return responses
+
+    rollout(lambda: make_task_env(task, **env_kwargs), record, n_episodes, seed=seed)
+    return examples
 
 
-def gp_expert_example(
-    hand: Hand, *, vision: bool, layout: Layout = "paper", image_width: int = 448
-) -> dict[str, Any]:
-    """One single-turn expert example for a hand."""
-    prompt = task_prompt(hand, vision=vision, layout=layout)
-    answer = response_text(hand, expert_formula(hand), layout=layout)
-    example: dict[str, Any] = {
-        "messages": [_turn("user", prompt, vision, image=True), _turn("assistant", answer, vision)],
-        "cards": list(hand.cards),
-        "numbers": list(hand.numbers),
-    }
-    if vision:
-        example["images"] = [render_hand(hand.cards, width=image_width)]
-    return example
+def _jsonable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _wrong_answer(hand: Hand, rng: random.Random, layout: Layout) -> str:
@@ -107,9 +154,8 @@ def gp_suboptimal_example(
     image_width: int = 448,
 ) -> dict[str, Any]:
     """Wrong answers with the verifier's real feedback, then the expert answer (all trained on)."""
-    example = gp_expert_example(hand, vision=vision, layout=layout, image_width=image_width)
-    first_user, expert = example["messages"]
-    messages = [first_user]
+    prompt = task_prompt(hand, vision=vision, layout=layout)
+    messages = [_turn("user", prompt, vision, image=True)]
     for _ in range(rng.randint(1, max_mistakes)):
         wrong = _wrong_answer(hand, rng, layout)
         verdict = verify(wrong, hand, vision=vision, mode=mode)
@@ -119,41 +165,43 @@ def gp_suboptimal_example(
             _turn("assistant", wrong, vision),
             _turn("user", feedback_prompt(verdict.message), vision),
         ]
-    messages.append(expert)
-    example["messages"] = messages
+    messages.append(
+        _turn("assistant", response_text(hand, expert_formula(hand), layout=layout), vision)
+    )
+    example: dict[str, Any] = {
+        "messages": messages,
+        "cards": list(hand.cards),
+        "numbers": list(hand.numbers),
+    }
+    if vision:
+        example["images"] = [render_hand(hand.cards, width=image_width)]
     return example
 
 
-def _hands(rules: Rules, n: int, seed: int) -> Iterator[Hand]:
-    rng = random.Random(seed)
-    for _ in range(n):
-        yield deal(rules, rng)
-
-
-def gp_examples(
-    task: Task,
+def suboptimal_examples(
     n: int,
     *,
+    vision: bool = False,
     split: str = "id",
     layout: Layout = "paper",
     seed: int = 0,
-    suboptimal: bool = False,
+    max_mistakes: int = 3,
     image_width: int = 448,
 ) -> list[dict[str, Any]]:
-    """``n`` examples for a GeneralPoints task and split, deterministic from ``seed``."""
-    vision = _check_task(task)
+    """``n`` GeneralPoints trajectories with mistakes (the paper's Fig. 15 ablation), from ``seed``."""
     rules = Rules.for_split(split, vision=vision)
-    rng = random.Random(seed + 1)
-    examples = []
-    for hand in _hands(rules, n, seed):
-        if suboptimal:
-            example = gp_suboptimal_example(
-                hand, rng, vision=vision, layout=layout, image_width=image_width
-            )
-        else:
-            example = gp_expert_example(hand, vision=vision, layout=layout, image_width=image_width)
-        examples.append(example)
-    return examples
+    deal_rng, mistake_rng = random.Random(seed), random.Random(seed + 1)
+    return [
+        gp_suboptimal_example(
+            deal(rules, deal_rng),
+            mistake_rng,
+            vision=vision,
+            layout=layout,
+            max_mistakes=max_mistakes,
+            image_width=image_width,
+        )
+        for _ in range(n)
+    ]
 
 
 def content_hash(examples: list[dict[str, Any]]) -> str:
@@ -170,33 +218,27 @@ def content_hash(examples: list[dict[str, Any]]) -> str:
 
 
 def build_sft_dataset(
-    task: Task,
-    n: int,
-    *,
-    split: str = "id",
-    layout: Layout = "paper",
-    seed: int = 0,
-    suboptimal: bool = False,
-    image_width: int = 448,
+    task: Task, n: int, *, seed: int = 0, suboptimal: bool = False, **options: Any
 ):
-    """A ``datasets.Dataset`` of SFT examples with its content hash in ``dataset.info.description``."""
+    """A ``datasets.Dataset`` of SFT chats, its content hash in ``dataset.info.description``.
+
+    Expert data for any task (``options`` go to the environment, e.g. ``split``, ``prompt``), or
+    with ``suboptimal=True`` GeneralPoints trajectories with mistakes (``options``: ``split``,
+    ``layout``, ``max_mistakes``, ``image_width``).
+    """
     from datasets import Dataset
 
-    examples = gp_examples(
-        task,
-        n,
-        split=split,
-        layout=layout,
-        seed=seed,
-        suboptimal=suboptimal,
-        image_width=image_width,
-    )
-    digest = content_hash(examples)
+    family, vision = _check_task(task)
+    if suboptimal:
+        if family != "general_points":
+            raise ValueError("sub-optimal trajectories exist for GeneralPoints tasks only")
+        examples = suboptimal_examples(n, vision=vision, seed=seed, **options)
+    else:
+        examples = expert_examples(task, n, seed=seed, **options)
     columns = {key: [example[key] for example in examples] for key in examples[0]}
     dataset = Dataset.from_dict(columns)
-    meta = {"task": task, "n": n, "split": split, "layout": layout, "seed": seed}
-    meta |= {"suboptimal": suboptimal, "image_width": image_width, "sha256": digest}
-    dataset.info.description = json.dumps(meta)
+    meta = {"task": task, "n": n, "seed": seed, "suboptimal": suboptimal, **options}
+    dataset.info.description = json.dumps(meta | {"sha256": content_hash(examples)})
     return dataset
 
 

@@ -9,7 +9,8 @@ import pytest
 
 from sftvrl.envs.virl import COMPASS, RELATIVE, VirlEnv, summarize
 from sftvrl.envs.virl.sources import SPLITS
-from sftvrl.prompts.virl import FAILURE_PREFIX, sft_pairs
+from sftvrl.prompts.feedback import FEEDBACK_PREFIX
+from sftvrl.prompts.virl import sft_pairs
 
 VIEW = 96  # small views keep the VL tests fast; rendering is size-independent otherwise
 
@@ -138,7 +139,7 @@ def test_sequential_revision_protocol():
     bad = json.dumps({"current observation": "nothing", "action": "forward()"})
     _, r1, t1, u1, i1 = env.step(bad)
     assert (r1, t1, u1) == (-1.0, False, False)
-    assert i1["prompt"] == FAILURE_PREFIX + i1["feedback"]
+    assert i1["prompt"] == FEEDBACK_PREFIX + i1["feedback"]
     assert i1["feedback"].startswith("you make incorrect action.")
     assert i1["gt_action"] == first_gt and i1["rail_index"] == 0 and not i1["correct_action"]
     # A correct revision moves the agent on and rebuilds the prompt from scratch.

@@ -16,10 +16,12 @@ if TYPE_CHECKING:  # runtime imports would be circular: the env imports these te
     from sftvrl.envs.general_points.cards import Hand
     from sftvrl.envs.general_points.rules import Rules
 
+from sftvrl.prompts.feedback import FEEDBACK_PREFIX, feedback_prompt
+
 Layout = Literal["paper", "compact"]
 
-FEEDBACK_PREFIX = "You failed this trial because "
-"""The paper's wording for the user turn that follows a wrong answer."""
+__all__ = ["FEEDBACK_PREFIX", "Layout", "feedback_prompt", "response_text", "task_prompt"]
+
 
 _PAPER_TASK = """
 [Task Description]
@@ -106,8 +108,3 @@ def response_text(hand: Hand, formula: str, *, layout: Layout = "paper") -> str:
         numbers = ", ".join(str(n) for n in hand.numbers)
         return f'{{"cards": [{cards}], "number": [{numbers}], "formula": "{full}"}}'
     raise ValueError(f"unknown prompt layout {layout!r}; expected 'paper' or 'compact'")
-
-
-def feedback_prompt(message: str) -> str:
-    """The user turn after a wrong answer: the paper's prefix and the verifier's message."""
-    return FEEDBACK_PREFIX + message

@@ -19,9 +19,6 @@ from sftvrl.envs.virl.verifier import OUTPUT_SCHEMA
 
 PromptStyle = Literal["paper", "compact"]
 
-FAILURE_PREFIX = "You failed this trial because "
-"""The next user turn after a wrong answer is this prefix plus the verifier's message."""
-
 VL_CURRENT_OBS = "You observe an image of 4 views; "
 """In V-IRL-VL the current O line is this (plus the intersection flag); the image does the rest."""
 
@@ -161,11 +158,6 @@ def expert_response(rail: Rail, index: int, *, absolute: bool, style: PromptStyl
         f"  {json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}" for k, v in fields.items()
     )
     return "{\n" + body + ",\n}"
-
-
-def failure_prompt(feedback: str) -> str:
-    """The next user turn after a wrong answer: "You failed this trial because " + feedback."""
-    return FAILURE_PREFIX + feedback
 
 
 def sft_pairs(

@@ -29,11 +29,13 @@ Conversation = list[dict[str, Any]]
 
 @dataclass
 class Request:
-    """One turn waiting for an answer: the chat so far, its image (vision tasks) and the env."""
+    """One turn waiting for an answer: the chat so far, its image (vision tasks), the env (for
+    oracle responders) and the env's latest ``info``."""
 
     conversation: Conversation
     image: Image.Image | None
     env: Any
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -99,6 +101,7 @@ class _Slot:
     conversation: Conversation
     image: Image.Image | None
     vision: bool
+    info: dict[str, Any]
 
 
 def rollout(
@@ -135,13 +138,13 @@ def rollout(
         vision = bool(getattr(env.unwrapped, "vision", False))
         image = _as_image(observation) if vision else None
         conversation = [user_turn(info["prompt"], image=vision)]
-        return _Slot(Episode(index, info), env, conversation, image, vision)
+        return _Slot(Episode(index, info), env, conversation, image, vision, info)
 
     while next_index < n_episodes or slots:
         while free_envs and next_index < n_episodes:
             slots.append(start(free_envs.pop(), next_index))
             next_index += 1
-        requests = [Request(s.conversation, s.image, s.env.unwrapped) for s in slots]
+        requests = [Request(s.conversation, s.image, s.env.unwrapped, s.info) for s in slots]
         responses = responder(requests)
         if len(responses) != len(requests):
             raise RuntimeError(f"responder returned {len(responses)} answers for {len(requests)}")
@@ -159,6 +162,7 @@ def rollout(
                 free_envs.append(slot.env)
                 bar.update(1)
                 continue
+            slot.info = info
             if info.get("new_conversation"):
                 image = _as_image(observation) if slot.vision else None
                 slot.image = image

@@ -22,6 +22,7 @@ from gymnasium import spaces
 
 # Module import (not names): stays valid while sftvrl.prompts imports this package.
 from sftvrl.prompts import virl as vprompts
+from sftvrl.prompts.feedback import feedback_prompt
 
 from .model import Rail
 from .parser import MAX_CHARS
@@ -223,7 +224,7 @@ class VirlEnv(gym.Env):
         if outcome == "correct" and not terminated:
             prompt = self._prompt()
         else:
-            prompt = vprompts.failure_prompt(feedback) if outcome != "correct" else ""
+            prompt = feedback_prompt(feedback) if outcome != "correct" else ""
         record = {
             "graded_index": graded,
             "attempt": attempt,
