@@ -18,15 +18,12 @@ MAX_RESPONSE_CHARS = 65_536
 MAX_FIELD_CHARS = 1_000
 """Longest field value read (a formula for four cards has about 20 characters)."""
 
-_KEY = r"""["'`]?\s*{name}\s*["'`]?\s*[:=]\s*"""
-_FORMULA = re.compile(
-    _KEY.format(name="formula")
-    + r"""(?:"([^"\n]{0,1000})"|'([^'\n]{0,1000})'|([^,\n}]{0,1000}))""",
-    re.IGNORECASE,
+_AFTER_KEY = r"""["'`]?\s*[:=]\s*"""
+_FORMULA_VALUE = re.compile(
+    _AFTER_KEY + r"""(?:"([^"\n]{0,1000})"|'([^'\n]{0,1000})'|([^,\n}]{0,1000}))"""
 )
-_LIST = r"\[([^\]\n]{{0,{n}}})\]"
-_CARDS = re.compile(_KEY.format(name="cards") + _LIST.format(n=MAX_FIELD_CHARS), re.IGNORECASE)
-_NUMBER = re.compile(_KEY.format(name="numbers?") + _LIST.format(n=MAX_FIELD_CHARS), re.IGNORECASE)
+_LIST_VALUE = re.compile(r"s?" + _AFTER_KEY + r"\[([^\]\n]{0,1000})\]")
+"""Patterns anchored just after a key word (found by a fast ``rfind``), so a scan is linear."""
 
 _RANK_NAMES = {"ACE": "A", "JACK": "J", "QUEEN": "Q", "KING": "K", "T": "10", "1": "A"}
 _SUIT_MARKS = re.compile(r"[♠♣♥♦♤♧♡♢]|^(?:[SHDC](?=(?:10|[2-9AJQKT])$))|(?<=[0-9AJQKT])[SHDC]$")
@@ -62,11 +59,14 @@ class ParsedResponse:
         return None if self.formula is None else self.formula.split("=", 1)[0]
 
 
-def _last(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
-    match = None
-    for match in pattern.finditer(text):  # noqa: B007 - the last match is the final answer
-        pass
-    return match
+def _last_value(window: str, lowered: str, key: str, pattern: re.Pattern[str]) -> re.Match | None:
+    """The value after the last occurrence of ``key`` (any case) that has one."""
+    end = len(lowered)
+    while (at := lowered.rfind(key, 0, end)) >= 0:
+        if match := pattern.match(window, at + len(key)):
+            return match
+        end = at
+    return None
 
 
 def _items(body: str) -> list[str]:
@@ -82,17 +82,18 @@ def parse_response(text: object) -> ParsedResponse:
     if not isinstance(text, str):
         text = "" if text is None else str(text)
     window = text[:MAX_RESPONSE_CHARS]
+    lowered = window.lower()
 
     formula = None
-    if match := _last(_FORMULA, window):
+    if match := _last_value(window, lowered, "formula", _FORMULA_VALUE):
         formula = next(g for g in match.groups() if g is not None).strip()
 
     cards = None
-    if match := _last(_CARDS, window):
+    if match := _last_value(window, lowered, "cards", _LIST_VALUE):
         cards = tuple(normalise_rank(item) for item in _items(match.group(1)))
 
     numbers = None
-    if match := _last(_NUMBER, window):
+    if match := _last_value(window, lowered, "number", _LIST_VALUE):
         raw = [item.strip("\"'` ") for item in _items(match.group(1))]
         if raw and all(re.fullmatch(r"-?[0-9]{1,6}", item) for item in raw):
             numbers = tuple(int(item) for item in raw)

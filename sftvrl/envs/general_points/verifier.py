@@ -163,6 +163,11 @@ def _number_messages(used: list[int], hand_numbers: tuple[int, ...]) -> list[str
     return messages
 
 
+def _prefixes(hand: Hand, rules: Rules) -> frozenset[str]:
+    """Prefixes of the solver's strings; built on first need, so correct answers never pay for it."""
+    return solution_prefixes(tuple(sorted(hand.numbers)), rules.target)
+
+
 def _prefix_feedback(tokens: list[str], prefixes: frozenset[str]) -> str | None:
     """The official hint: the longest token prefix shared with a solver string, or None."""
     register = ""
@@ -252,17 +257,16 @@ def _verify_paper(text: object, hand: Hand, rules: Rules, vision: bool) -> Verdi
     if reward != 0:
         return verdict(reward, messages)
 
-    prefixes = solution_prefixes(tuple(sorted(hand.numbers)), rules.target)
     value: int | float | None = None
     try:
-        value = evaluate_python(tokens)
+        value = evaluate_python(tokens, grammar_checked=True)
     except FormulaError:
-        if formula in prefixes:
+        if formula in _prefixes(hand, rules):
             return verdict(REWARDS[Outcome.PARTIAL_SOLUTION], ["partial solution"])
     else:
         if value == rules.target:
             return verdict(REWARDS[Outcome.CORRECT_SOLUTION], ["Correct solution"], value)
-    hint = _prefix_feedback(tokens, prefixes)
+    hint = _prefix_feedback(tokens, _prefixes(hand, rules))
     if hint is None:  # a full solver string that float arithmetic misses
         return verdict(0.0, [], value)
     return verdict(REWARDS[Outcome.NO_SOLUTION], [hint], value)
@@ -315,11 +319,10 @@ def _verify_exact(parsed: ParsedResponse, hand: Hand, rules: Rules, vision: bool
     if offences:
         return _exact_verdict(offences, parsed, formula)
 
-    prefixes = solution_prefixes(tuple(sorted(hand.numbers)), rules.target)
     try:
-        value = evaluate_exact(tokens)
+        value = evaluate_exact(tokens, grammar_checked=True)
     except IncompleteFormula:
-        if formula in prefixes:
+        if formula in _prefixes(hand, rules):
             return _exact_verdict([(Outcome.PARTIAL_SOLUTION, "partial solution")], parsed, formula)
         offence = (Outcome.ILLEGAL_FORMULA, "your formula is incomplete")
         return _exact_verdict([offence], parsed, formula)
@@ -329,6 +332,7 @@ def _verify_exact(parsed: ParsedResponse, hand: Hand, rules: Rules, vision: bool
     if value == rules.target:
         offence = (Outcome.CORRECT_SOLUTION, "Correct solution")
     else:
-        hint = _prefix_feedback(tokens, prefixes) or "your formula does not match any solution"
+        hint = _prefix_feedback(tokens, _prefixes(hand, rules))
+        hint = hint or "your formula does not match any solution"
         offence = (Outcome.NO_SOLUTION, hint)
     return _exact_verdict([offence], parsed, formula, value)
