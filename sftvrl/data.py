@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from sftvrl.chat import text_of, turn
 from sftvrl.envs.general_points import (
     GeneralPointsEnv,
     Hand,
@@ -66,15 +67,6 @@ def make_task_env(task: Task, **env_kwargs: Any):
     return VirlEnv(vision=vision, **env_kwargs)
 
 
-def _turn(role: str, text: str, vision: bool, image: bool = False) -> dict[str, Any]:
-    """A chat turn; vision chats use content parts throughout (datasets needs one type per column)."""
-    if not vision:
-        return {"role": role, "content": text}
-    parts: list[dict[str, Any]] = [{"type": "image", "text": None}] if image else []
-    parts.append({"type": "text", "text": text})
-    return {"role": role, "content": parts}
-
-
 def expert_examples(
     task: Task, n_episodes: int, *, seed: int = 0, **env_kwargs: Any
 ) -> list[dict[str, Any]]:
@@ -92,12 +84,11 @@ def expert_examples(
         responses = []
         for request in requests:
             answer = request.env.expert_response()
-            prompt = request.conversation[-1]["content"]
-            text = prompt if isinstance(prompt, str) else prompt[-1]["text"]
+            text = text_of(request.conversation[-1])
             example = {
                 "messages": [
-                    _turn("user", text, vision, image=True),
-                    _turn("assistant", answer, vision),
+                    turn("user", text, vision=vision, image=vision),
+                    turn("assistant", answer, vision=vision),
                 ],
                 **{key: _jsonable(request.info[key]) for key in keys},
             }
@@ -155,18 +146,18 @@ def gp_suboptimal_example(
 ) -> dict[str, Any]:
     """Wrong answers with the verifier's real feedback, then the expert answer (all trained on)."""
     prompt = task_prompt(hand, vision=vision, layout=layout)
-    messages = [_turn("user", prompt, vision, image=True)]
+    messages = [turn("user", prompt, vision=vision, image=vision)]
     for _ in range(rng.randint(1, max_mistakes)):
         wrong = _wrong_answer(hand, rng, layout)
         verdict = verify(wrong, hand, vision=vision, mode=mode)
         if verdict.success:  # a lucky "mistake" that is right after all: stop here
             break
         messages += [
-            _turn("assistant", wrong, vision),
-            _turn("user", feedback_prompt(verdict.message), vision),
+            turn("assistant", wrong, vision=vision),
+            turn("user", feedback_prompt(verdict.message), vision=vision),
         ]
     messages.append(
-        _turn("assistant", response_text(hand, expert_formula(hand), layout=layout), vision)
+        turn("assistant", response_text(hand, expert_formula(hand), layout=layout), vision=vision)
     )
     example: dict[str, Any] = {
         "messages": messages,

@@ -62,7 +62,7 @@ def test_results_do_not_depend_on_the_batch_size():
 def test_vision_requests_carry_the_image():
     def answer(request: Request) -> str:
         assert request.image is not None and request.image.size == (112, 42)
-        assert request.conversation[0]["content"][0] == {"type": "image"}
+        assert request.conversation[0]["content"][0] == {"type": "image", "text": None}
         return request.env.expert_response()
 
     assert rollout(gp_env(vision=True, image_width=112), ScriptedResponder(answer), 3)[0].success

@@ -22,6 +22,8 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from sftvrl.chat import turn
+
 logger = logging.getLogger(__name__)
 
 Conversation = list[dict[str, Any]]
@@ -81,13 +83,6 @@ class Episode:
         return float(sum(turn.reward for turn in self.turns))
 
 
-def user_turn(text: str, *, image: bool) -> dict[str, Any]:
-    """A user message; the first one of a vision chat carries an image part before the text."""
-    if image:
-        return {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}
-    return {"role": "user", "content": text}
-
-
 def _as_image(observation: Any) -> Image.Image | None:
     if isinstance(observation, np.ndarray) and observation.ndim == 3:
         return Image.fromarray(observation)
@@ -137,7 +132,7 @@ def rollout(
         observation, info = env.reset(seed=seed + index, options=options)
         vision = bool(getattr(env.unwrapped, "vision", False))
         image = _as_image(observation) if vision else None
-        conversation = [user_turn(info["prompt"], image=vision)]
+        conversation = [turn("user", info["prompt"], vision=vision, image=vision)]
         return _Slot(Episode(index, info), env, conversation, image, vision, info)
 
     while next_index < n_episodes or slots:
@@ -166,12 +161,14 @@ def rollout(
             if info.get("new_conversation"):
                 image = _as_image(observation) if slot.vision else None
                 slot.image = image
-                slot.conversation = [user_turn(info["prompt"], image=slot.vision)]
+                slot.conversation = [
+                    turn("user", info["prompt"], vision=slot.vision, image=slot.vision)
+                ]
             else:
                 slot.conversation = [
                     *slot.conversation,
-                    {"role": "assistant", "content": response.text},
-                    user_turn(info["prompt"], image=False),
+                    turn("assistant", response.text, vision=slot.vision),
+                    turn("user", info["prompt"], vision=slot.vision),
                 ]
             still_running.append(slot)
         slots = still_running
