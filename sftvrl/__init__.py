@@ -21,10 +21,27 @@ from sftvrl.envs.virl import VirlEnv
 
 __version__ = "0.1.0"
 
+_LAZY = {"models", "LoraSettings", "ModelConfig", "ModelLoadError", "Policy", "load_policy"}
+"""Model names load transformers and peft (seconds); they are imported on first use only."""
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        models = importlib.import_module("sftvrl.models")
+        return models if name == "models" else getattr(models, name)
+    raise AttributeError(f"module 'sftvrl' has no attribute {name!r}")
+
+
 __all__ = [
     "GeneralPointsEnv",
     "Hand",
+    "LoraSettings",
+    "ModelConfig",
+    "ModelLoadError",
     "Outcome",
+    "Policy",
     "Rules",
     "Verdict",
     "VirlEnv",
@@ -32,6 +49,8 @@ __all__ = [
     "deal",
     "envs",
     "is_solvable",
+    "load_policy",
+    "models",
     "parse_response",
     "solutions",
     "verify",
