@@ -174,7 +174,7 @@ def suboptimal_examples(
     *,
     vision: bool = False,
     split: str = "id",
-    layout: Layout = "paper",
+    prompt: Layout = "paper",
     seed: int = 0,
     max_mistakes: int = 3,
     image_width: int = 448,
@@ -187,7 +187,7 @@ def suboptimal_examples(
             deal(rules, deal_rng),
             mistake_rng,
             vision=vision,
-            layout=layout,
+            layout=prompt,
             max_mistakes=max_mistakes,
             image_width=image_width,
         )
@@ -215,7 +215,7 @@ def build_sft_dataset(
 
     Expert data for any task (``options`` go to the environment, e.g. ``split``, ``prompt``), or
     with ``suboptimal=True`` GeneralPoints trajectories with mistakes (``options``: ``split``,
-    ``layout``, ``max_mistakes``, ``image_width``).
+    ``prompt``, ``max_mistakes``, ``image_width``).
     """
     from datasets import Dataset
 
