@@ -177,3 +177,90 @@ def evaluate_general_points(
     )
     recognition = recognition_accuracy(episodes) if settings.vision else None
     return GPEvalResult(settings, success_rate(episodes), recognition, episodes)
+
+
+# -- V-IRL evaluation --------------------------------------------------------------------------
+
+
+def route_success_rate(episodes: Sequence[Episode]) -> Rate:
+    """V-IRL: routes finished with a correct ``stop()`` at the destination."""
+    return Rate(
+        sum(bool(e.turns and e.turns[-1].info.get("is_success")) for e in episodes), len(episodes)
+    )
+
+
+@dataclass(frozen=True)
+class VirlEvalSettings:
+    """How a V-IRL evaluation is run (the paper: 48 routes for ID / rule OOD, VIter 2, 18 mini)."""
+
+    split: str = "id"
+    vision: bool = False
+    n_routes: int | None = None
+    """None: all 18 routes for ``mini``, 48 sampled routes otherwise."""
+    verify_iter: int = 2
+    mode: str = "exact"
+    prompt: str = "paper"
+    seed: int = 42
+    batch_size: int = 32
+    view_size: int = 320
+
+
+@dataclass
+class VirlEvalResult:
+    settings: VirlEvalSettings
+    per_step: Rate
+    route_success: Rate
+    episodes: list[Episode]
+
+    def summary(self) -> dict[str, Any]:
+        row: dict[str, Any] = {f"settings.{k}": v for k, v in asdict(self.settings).items()}
+        return row | self.per_step.as_dict("per_step_") | self.route_success.as_dict("route_")
+
+
+def evaluate_virl(
+    responder: Responder, settings: VirlEvalSettings, *, progress: bool = False
+) -> VirlEvalResult:
+    """Per-step accuracy and route success of a responder on one V-IRL split."""
+    from sftvrl.envs.virl import VirlEnv
+
+    def make_env() -> VirlEnv:
+        return VirlEnv(
+            vision=settings.vision,
+            split=settings.split,
+            verify_iter=settings.verify_iter,
+            mode=settings.mode,  # type: ignore[arg-type]
+            prompt=settings.prompt,  # type: ignore[arg-type]
+            view_size=settings.view_size,
+        )
+
+    ordered = settings.split == "mini"
+    n = settings.n_routes or (len(make_env().source) if ordered else 48)
+    options = [{"route_index": i} for i in range(n)] if ordered else None
+    episodes = rollout(
+        make_env,
+        responder,
+        n,
+        batch_size=settings.batch_size,
+        seed=settings.seed,
+        reset_options=options,
+        progress=progress,
+    )
+    return VirlEvalResult(
+        settings, per_step_accuracy(episodes), route_success_rate(episodes), episodes
+    )
+
+
+def evaluate_task(
+    responder: Responder, task: str, split: str, **options: Any
+) -> GPEvalResult | VirlEvalResult:
+    """Evaluate on a task by name (``gp-l``, ``gp-vl``, ``virl-l``, ``virl-vl``) and split."""
+    from sftvrl.data import TASKS
+
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {sorted(TASKS)}")
+    family, vision = TASKS[task]
+    if family == "general_points":
+        return evaluate_general_points(
+            responder, GPEvalSettings(split=split, vision=vision, **options)
+        )
+    return evaluate_virl(responder, VirlEvalSettings(split=split, vision=vision, **options))

@@ -75,3 +75,29 @@ def test_sampled_evaluation_is_reproducible():
     assert [e.reset_info["cards"] for e in a.episodes] == [
         e.reset_info["cards"] for e in b.episodes
     ]
+
+
+def test_virl_evaluation_of_the_expert_and_of_the_wrong_action_space():
+    from sftvrl.eval import evaluate_task
+
+    expert = evaluate_task(ExpertResponder(), "virl-l", "mini")
+    assert expert.route_success.n == 18 and expert.route_success.value == 1.0
+    assert expert.per_step.value == 1.0
+
+    def compass_answer(request: Request) -> str:
+        # an agent that memorised the training rule answers 'north'-style turns under relative actions
+        text = request.env.expert_response()
+        for word in ("slightly left", "slightly right", "left", "right"):
+            text = text.replace(f"turn_direction({word})", "turn_direction(north)")
+        return text
+
+    memorised = evaluate_task(ScriptedResponder(compass_answer), "virl-l", "rule_ood", n_routes=8)
+    assert memorised.route_success.value == 0.0
+    assert memorised.per_step.value < 1.0
+
+
+def test_evaluate_task_rejects_unknown_tasks():
+    from sftvrl.eval import evaluate_task
+
+    with pytest.raises(ValueError, match="unknown task"):
+        evaluate_task(ExpertResponder(), "chess", "id")
