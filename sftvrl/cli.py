@@ -1,0 +1,169 @@
+"""The ``sftvrl`` command: ``sftvrl sft``, ``sftvrl eval``; configs from YAML plus ``a.b=c``.
+
+    sftvrl sft --config sftvrl/configs/tiny/gp_l_sft.yaml train.max_steps=10
+    sftvrl eval --config sftvrl/configs/tiny/gp_l_eval.yaml model.name_or_path=runs/gp_l_sft/final
+    sftvrl sft --help        # every option with its default
+
+Errors a user can fix (a bad key, a missing model, a missing data folder) print one line that says
+what and how, and exit with status 2; they are not tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sftvrl.config import ConfigError, config_to_dict, flatten_config, load_config, parse_overrides
+from sftvrl.models import ModelConfig
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+@dataclass
+class EvalSampling:
+    max_new_tokens: int = 128
+    temperature: float = 0.0
+    top_p: float = 1.0
+
+
+@dataclass
+class EvalExperiment:
+    """Evaluate one policy on one task's splits; results go to ``output/name/metrics.jsonl``."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    task: str = "gp-l"
+    splits: list[str] = field(default_factory=lambda: ["id", "rule_ood"])
+    n_episodes: int | None = None
+    """GP: None scores every hand of the split; V-IRL: None = 48 routes (all 18 for mini)."""
+    verify_iter: int | None = None
+    """None: the paper's setting (5 for GP, 2 for V-IRL)."""
+    mode: str = "exact"
+    prompt: str = "paper"
+    image_size: int = 112
+    sampling: EvalSampling = field(default_factory=EvalSampling)
+    batch_size: int = 32
+    seed: int = 42
+    output: str = "runs"
+    name: str = "eval"
+
+
+def run_eval(config: Any) -> list[dict[str, Any]]:
+    """Evaluate ``config.model`` on every split of ``config.task``; log and return the summaries."""
+    from sftvrl.data import TASKS
+    from sftvrl.eval import evaluate_task
+    from sftvrl.models import load_policy
+    from sftvrl.runs import Run
+    from sftvrl.train.generation import PolicyResponder, SamplingConfig
+
+    if config.task not in TASKS:
+        raise ConfigError(f"unknown task {config.task!r}; expected one of {sorted(TASKS)}")
+    family, _ = TASKS[config.task]
+    run = Run.create(config.output, config.name, config, seed=config.seed)
+    policy = load_policy(config.model)
+    sampling = SamplingConfig(
+        max_new_tokens=config.sampling.max_new_tokens,
+        temperature=config.sampling.temperature,
+        top_p=config.sampling.top_p,
+    )
+    responder = PolicyResponder(policy, sampling, seed=config.seed)
+    options: dict[str, Any] = {
+        "mode": config.mode,
+        "prompt": config.prompt,
+        "seed": config.seed,
+        "batch_size": config.batch_size,
+    }
+    if config.verify_iter is not None:
+        options["verify_iter"] = config.verify_iter
+    if family == "general_points":
+        options |= {"n_episodes": config.n_episodes, "image_width": config.image_size}
+    else:
+        options |= {"n_routes": config.n_episodes, "view_size": config.image_size}
+    summaries = []
+    for step, split in enumerate(config.splits):
+        summary = evaluate_task(responder, config.task, split, **options).summary()
+        summary = {k: v for k, v in summary.items() if not k.startswith("settings.")}
+        summary |= {"task": config.task, "split": split}
+        run.log(summary, step=step)
+        summaries.append(summary)
+    return summaries
+
+
+def run_sft_command(config: Any) -> dict[str, Any]:
+    from sftvrl.train.sft import train_sft
+
+    result = train_sft(config)
+    return {"run": str(result.run.path), "final": str(result.final_dir), **result.metrics}
+
+
+def _sft_class() -> type:
+    from sftvrl.train.sft import SFTExperiment
+
+    return SFTExperiment
+
+
+COMMANDS: dict[str, tuple[str, Callable[[], type], Callable[[Any], Any]]] = {
+    "sft": ("supervised fine-tuning (Init, and the SFT branch)", _sft_class, run_sft_command),
+    "eval": ("evaluate a policy on a task's ID / OOD splits", lambda: EvalExperiment, run_eval),
+}
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Errors whose message already says what to fix: shown as one line, not a traceback."""
+    from sftvrl.envs.virl.real import RealDataError
+    from sftvrl.models import ModelLoadError
+    from sftvrl.runs import RunError
+
+    return (ConfigError, FileNotFoundError, ModelLoadError, RunError, RealDataError)
+
+
+def _options_help(cls: type) -> str:
+    defaults = flatten_config(config_to_dict(cls()))
+    width = max(len(key) for key in defaults)
+    lines = [f"  {key.ljust(width)}  {json.dumps(value)}" for key, value in defaults.items()]
+    return "options (key=value overrides) and their defaults:\n" + "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``sftvrl`` command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(
+        prog="sftvrl",
+        description="SFT Memorizes, RL Generalizes — reproducible experiments.",
+        epilog="Run 'sftvrl <command> --help' for a command's options.",
+    )
+    parser.add_argument("command", choices=sorted(COMMANDS), help="what to run")
+    if not argv or argv[0] in ("-h", "--help"):
+        parser.print_help()
+        print("\ncommands:\n" + "\n".join(f"  {k:6s} {v[0]}" for k, v in COMMANDS.items()))
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        parser.error(f"unknown command {command!r}; choose from {sorted(COMMANDS)}")
+    description, config_class, action = COMMANDS[command]
+    cls = config_class()
+    if "-h" in rest or "--help" in rest:
+        print(f"usage: sftvrl {command} [--config FILE.yaml] [key=value ...]\n\n{description}\n")
+        print(_options_help(cls))
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        path, overrides = parse_overrides(rest)
+        config = load_config(cls, path, overrides)
+        result = action(config)
+    except Exception as error:
+        if not isinstance(error, _user_errors()):
+            raise
+        print(f"sftvrl {command}: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, default=str))  # one line, last: scripts can parse it
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
