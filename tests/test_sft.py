@@ -70,3 +70,25 @@ def test_sft_learns_saves_and_resumes_identically(tmp_path):
         responder, GPEvalSettings(n_episodes=4, verify_iter=1, prompt="compact", batch_size=4)
     )
     assert result.success.n == 4
+
+
+def test_lora_sft_on_the_tiny_vlm_trains_only_adapters(tmp_path):
+    from sftvrl.models import LoraSettings
+
+    config = SFTExperiment(
+        model=ModelConfig(name_or_path="tiny-vlm", seed=0, lora=LoraSettings(r=4, alpha=8)),
+        data=SFTData(task="gp-vl", n=8, prompt="compact", image_size=112),
+        train=SFTTrain(max_steps=2, save_every=2, log_every=1, batch_size=2, learning_rate=1e-2),
+        output=str(tmp_path),
+        name="vl_lora",
+    )
+    before = load_policy(config.model)
+    frozen_before = {k: v.clone() for k, v in before.model.state_dict().items() if "lora_" not in k}
+    result = train_sft(config)
+    after = result.policy.model.state_dict()
+    lora_b = [v for k, v in after.items() if "lora_B" in k]
+    assert lora_b and any(v.abs().sum() > 0 for v in lora_b)  # initialised at zero, now trained
+    for key, value in frozen_before.items():
+        torch.testing.assert_close(after[key], value, rtol=0, atol=0)
+    reloaded = load_policy(ModelConfig(name_or_path=str(result.final_dir), seed=0))
+    assert reloaded.vision
