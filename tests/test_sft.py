@@ -9,7 +9,7 @@ from sftvrl.eval import GPEvalSettings, evaluate_general_points
 from sftvrl.models import ModelConfig, load_policy
 from sftvrl.runs import read_metric_records
 from sftvrl.train.generation import PolicyResponder, SamplingConfig
-from sftvrl.train.sft import SFTData, SFTExperiment, SFTTrain, train_sft
+from sftvrl.train.sft import SFTData, SFTEval, SFTExperiment, SFTTrain, train_sft
 
 
 def experiment(tmp_path, name, **train):
@@ -24,6 +24,7 @@ def experiment(tmp_path, name, **train):
         model=ModelConfig(name_or_path="tiny-text", seed=0),
         data=SFTData(task="gp-l", n=32, prompt="compact", seed=0),
         train=SFTTrain(**(settings | train)),
+        eval=SFTEval(every=2, n_episodes=4, verify_iter=1, max_new_tokens=8, batch_size=4),
         output=str(tmp_path),
         name=name,
     )
@@ -61,8 +62,11 @@ def test_sft_learns_saves_and_resumes_identically(tmp_path):
     assert expected.keys() == got.keys()
     for key in expected:
         torch.testing.assert_close(got[key], expected[key], rtol=0, atol=0)
-    steps = [r["step"] for r in read_metric_records(resumed.run.path) if "loss" in r]
-    assert steps == [1, 2, 3, 4]  # nothing lost, nothing repeated
+    records = read_metric_records(resumed.run.path)
+    assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4]  # nothing lost or repeated
+    evaluations = [(r["step"], r["eval_split"]) for r in records if "eval_split" in r]
+    assert evaluations == [(2, "id"), (2, "rule_ood"), (4, "id"), (4, "rule_ood")]
+    assert all(r["success_n"] == 4 and r["gflops"] > 0 for r in records if "eval_split" in r)
 
     reloaded = load_policy(ModelConfig(name_or_path=str(whole.final_dir)))
     responder = PolicyResponder(reloaded, SamplingConfig(max_new_tokens=16, temperature=0))

@@ -74,12 +74,28 @@ class SFTTrain:
 
 
 @dataclass
+class SFTEval:
+    """ID / OOD evaluations during training, so a run gives the paper's curves (Fig. 5)."""
+
+    every: int = 0
+    """Evaluate every this many steps (and at the end); 0 = never."""
+    splits: list[str] = field(default_factory=lambda: ["id", "rule_ood"])
+    n_episodes: int = 64
+    verify_iter: int | None = None
+    max_new_tokens: int = 64
+    temperature: float = 0.0
+    batch_size: int = 32
+    seed: int = 42
+
+
+@dataclass
 class SFTExperiment:
     """Everything one SFT run needs; ``sftvrl sft`` reads it from YAML plus ``a.b=c`` overrides."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     data: SFTData = field(default_factory=SFTData)
     train: SFTTrain = field(default_factory=SFTTrain)
+    eval: SFTEval = field(default_factory=SFTEval)
     output: str = "runs"
     name: str = "sft"
     seed: int = 0
@@ -96,10 +112,9 @@ class SFTResult:
 class _RunLogger(TrainerCallback):
     """Mirrors the trainer's logs into the run folder with tokens and GFLOPs; marks checkpoints."""
 
-    def __init__(self, run: Run, n_params: int, vision_tokens: int) -> None:
+    def __init__(self, run: Run, n_params: int) -> None:
         self.run = run
         self.n_params = n_params
-        self.vision_tokens = vision_tokens
 
     def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
         if not logs or not state.is_world_process_zero or "train_loss" in logs:
@@ -112,6 +127,52 @@ class _RunLogger(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
         if state.is_world_process_zero:
             self.run.mark_checkpoint_complete(state.global_step)
+
+
+class _Evaluator(TrainerCallback):
+    """Evaluates the model being trained on the configured splits; logs rates with GFLOPs."""
+
+    def __init__(self, run: Run, policy: Policy, config: SFTExperiment, n_params: int) -> None:
+        self.run, self.policy, self.config, self.n_params = run, policy, config, n_params
+        self.done: set[int] = {r["step"] for r in run.metric_records() if "eval_split" in r}
+
+    def evaluate(self, model: torch.nn.Module, step: int, tokens: int) -> None:
+        from sftvrl.data import TASKS
+        from sftvrl.eval import evaluate_task
+        from sftvrl.train.generation import PolicyResponder, SamplingConfig
+
+        if step in self.done:
+            return
+        settings, data = self.config.eval, self.config.data
+        family, vision = TASKS[data.task]
+        options: dict[str, Any] = {"prompt": data.prompt, "seed": settings.seed}
+        options["batch_size"] = settings.batch_size
+        if settings.verify_iter is not None:
+            options["verify_iter"] = settings.verify_iter
+        if family == "general_points":
+            options |= {"n_episodes": settings.n_episodes}
+            options |= {"image_width": data.image_size} if vision else {}
+        else:
+            options |= {"n_routes": settings.n_episodes}
+            options |= {"view_size": data.image_size} if vision else {}
+        sampling = SamplingConfig(settings.max_new_tokens, settings.temperature)
+        was_training = model.training
+        model.eval()
+        self.policy.model = model
+        responder = PolicyResponder(self.policy, sampling, seed=settings.seed)
+        for split in settings.splits:
+            result = evaluate_task(responder, data.task, split, **options).summary()
+            record = {k: v for k, v in result.items() if not k.startswith("settings.")}
+            record |= {"eval_split": split, "tokens": tokens}
+            record["gflops"] = sft_flops(self.n_params, tokens) / 1e9
+            self.run.log(record, step=step)
+        model.train(was_training)
+        self.done.add(step)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):  # type: ignore[no-untyped-def]
+        every = self.config.eval.every
+        if every and state.is_world_process_zero and state.global_step % every == 0:
+            self.evaluate(model, state.global_step, int(state.num_input_tokens_seen or 0))
 
 
 def _freeze_vision(model: torch.nn.Module) -> int:
@@ -173,13 +234,19 @@ def train_sft(config: SFTExperiment, *, callbacks: tuple[TrainerCallback, ...] =
         args=_trainer_args(config, run),
         train_dataset=dataset,
         processing_class=policy.processor if policy.vision else policy.tokenizer,
-        callbacks=[_RunLogger(run, n_params, 0), *callbacks],
+        callbacks=[_RunLogger(run, n_params), *callbacks],
     )
+    evaluator = _Evaluator(run, policy, config, n_params)
+    if config.eval.every:
+        trainer.add_callback(evaluator)
     checkpoint = run.latest_checkpoint()
     if checkpoint is not None:
         logger.info("resuming %s from %s", run.path, checkpoint)
     output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     policy.model = trainer.model
+    if config.eval.every:
+        tokens = int(trainer.state.num_input_tokens_seen or 0)
+        evaluator.evaluate(trainer.model, trainer.state.global_step, tokens)
     final_dir = run.path / FINAL_DIR
     policy.save(final_dir)
     metrics = dict(output.metrics) | {"tokens": int(trainer.state.num_input_tokens_seen or 0)}
