@@ -64,6 +64,8 @@ class Turn:
     terminated: bool
     truncated: bool
     info: dict[str, Any]
+    image: Image.Image | None = None
+    """The image the answer was given for (vision tasks), so RL can score the turn again."""
 
 
 @dataclass
@@ -146,7 +148,9 @@ def rollout(
         still_running = []
         for slot, response in zip(slots, responses, strict=True):
             observation, reward, terminated, truncated, info = slot.env.step(response.text)
-            slot.episode.turns.append(Turn(response, float(reward), terminated, truncated, info))
+            slot.episode.turns.append(
+                Turn(response, float(reward), terminated, truncated, info, slot.image)
+            )
             over = terminated or truncated or len(slot.episode.turns) >= max_turns
             if over:
                 if not (terminated or truncated):

@@ -1,0 +1,654 @@
+"""Multi-turn PPO with a value head: the paper's RL, every detail visible and named.
+
+One update (CleanRL-style, hyper-parameters in :class:`PPOConfig`):
+
+1. **Roll out** ``episodes_per_update`` episodes with the current policy (batched, with the paper's
+   sequential revision: answer, verifier feedback, next answer, ... up to ``verify_iter`` tries).
+   Every answer is one transition: (chat so far, answer tokens, reward, done).
+2. **Score** each transition once with the frozen snapshot: the sequence log-probability of the
+   answer (the "thought" tokens before the key field weighted by ``thought_prob_coef``) and the
+   value of the last prompt token (an MLP head on the final hidden state).
+3. **Advantages** by GAE (``gamma``, ``gae_lambda``) along each episode; normalised over the buffer.
+4. **Optimise** ``ppo_epochs`` passes over shuffled mini-batches: clipped surrogate on the
+   *sequence* ratio (one ratio per answer, clipped at ``clip_eps``; when a ratio exceeds
+   ``ratio_guard`` only the clipped term is used), clipped value loss, optional entropy bonus and KL
+   penalty against a frozen reference (both off by default, as in the official runs), gradient
+   clipping, Adam; the cosine learning rate steps once per update.
+
+Where our defaults differ from the official code, and why:
+
+- *Episodes end where they end.* The official buffer keeps ``num_steps`` transitions per process and
+  treats truncation as not-done, so GAE bootstraps across a reset into the next episode. We collect
+  whole episodes and treat the end of the verification budget as the end of the episode
+  (``episode_end="terminal"``); ``episode_end="paper"`` reproduces the bootstrap across episodes.
+- *Every answer token counts.* The official log-probability drops the first generated token and
+  falls back to "the 4th token from the end" (or a constant -2) when the key is missing; we weight
+  all tokens, and all at 1.0 when the key is missing.
+- *Scoring after generation.* Old log-probs and values come from one no-grad pass over the buffer,
+  not from the sampling pass, so the ratio starts at exactly 1 (sampling temperature and top-p do
+  not leak into the log-probabilities: the policy is scored at temperature 1).
+- *Sizes.* Value-head widths, ``max_new_tokens`` and batch sizes are per tier (the YAML configs);
+  the dataclass defaults are the paper's.
+
+Multi-process: every process rolls out its own episodes (different seeds) and the gradients are
+averaged by ``accelerate`` before each optimizer step, so N processes give N× the buffer.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from sftvrl.compute import ComputeTracker, count_parameters
+from sftvrl.data import TASKS, make_task_env
+from sftvrl.models import ModelConfig, Policy, load_policy
+from sftvrl.runs import Run
+from sftvrl.train.generation import PolicyResponder, SamplingConfig
+from sftvrl.train.rollout import Episode, rollout
+
+logger = logging.getLogger(__name__)
+
+KEY_FIELDS = ('"formula"', '"action"')
+"""The answer field after which tokens are the action proper; before it, "thought" tokens."""
+
+
+@dataclass
+class PPOConfig:
+    """Every PPO hyper-parameter, with the paper's values as defaults (PAPER.md §3.4)."""
+
+    num_updates: int = 20
+    episodes_per_update: int = 64
+    """Episodes rolled out per process per update (the paper: 256 transitions per process)."""
+    rollout_batch: int = 32
+    """Episodes played concurrently (slots of the batched rollout engine)."""
+    ppo_epochs: int = 4
+    mini_batch_size: int = 8
+    """Transitions per forward/backward pass."""
+    grad_accumulation: int = 16
+    """Mini-batches averaged per optimizer step (the paper: 128 samples per step per GPU)."""
+    learning_rate: float = 1e-6
+    lr_min: float = 1e-9
+    lr_max_steps: int = 100
+    """Cosine schedule length in updates (``T_max``); the paper stops after 20 of 100."""
+    adam_eps: float = 1e-7
+    weight_decay: float = 0.0
+    max_grad_norm: float = 0.01
+    clip_eps: float = 0.1
+    value_clip_eps: float = 0.1
+    value_loss_coef: float = 0.5
+    ratio_guard: float = 10.0
+    thought_prob_coef: float = 0.5
+    gamma: float = 0.9
+    gae_lambda: float = 0.95
+    normalize_advantages: bool = True
+    episode_end: Literal["terminal", "paper"] = "terminal"
+    entropy_coef: float = 0.0
+    kl_coef: float = 0.0
+    """KL penalty against a frozen copy of the starting policy (off in the official runs)."""
+    temperature: float = 0.2
+    top_p: float = 0.9
+    max_new_tokens: int = 512
+    value_hidden_sizes: tuple[int, ...] = (1024, 512)
+
+
+@dataclass
+class RLEnvConfig:
+    """Which environment the policy is trained on (and evaluated on)."""
+
+    task: str = "gp-l"
+    split: str = "id"
+    verify_iter: int | None = None
+    """None: the paper's setting (5 for GeneralPoints, 2 for V-IRL)."""
+    mode: str = "exact"
+    prompt: str = "paper"
+    image_size: int = 112
+
+    def env_kwargs(self, split: str | None = None) -> dict[str, Any]:
+        family, vision = TASKS[self.task]
+        kwargs: dict[str, Any] = {"split": split or self.split, "mode": self.mode}
+        kwargs["prompt"] = self.prompt
+        if self.verify_iter is not None:
+            kwargs["verify_iter"] = self.verify_iter
+        if vision:
+            kwargs["image_width" if family == "general_points" else "view_size"] = self.image_size
+        return kwargs
+
+
+@dataclass
+class RLEval:
+    every: int = 5
+    """Evaluate every this many updates (and before the first and after the last); 0 = never."""
+    splits: list[str] = field(default_factory=lambda: ["id", "rule_ood"])
+    n_episodes: int = 64
+    max_new_tokens: int = 512
+    temperature: float = 0.0
+    batch_size: int = 32
+    seed: int = 42
+
+
+@dataclass
+class RLExperiment:
+    """One RL run: model (usually an Init checkpoint), environment, PPO, evaluation, run folder."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    env: RLEnvConfig = field(default_factory=RLEnvConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    eval: RLEval = field(default_factory=RLEval)
+    save_every: int = 5
+    init_tokens: int = 0
+    """Training tokens that made the starting checkpoint (the FLOPs axis starts there)."""
+    output: str = "runs"
+    name: str = "rl"
+    seed: int = 0
+
+
+# -- model pieces ------------------------------------------------------------------------------
+
+
+class ValueHead(nn.Module):
+    """MLP from the last hidden state to a scalar value (the paper: 4096 -> 1024 -> 512 -> 1)."""
+
+    def __init__(self, hidden_size: int, hidden_sizes: Sequence[int] = (1024, 512)) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = hidden_size
+        for size in hidden_sizes:
+            layers += [nn.Linear(width, size), nn.ReLU()]
+            width = size
+        layers.append(nn.Linear(width, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.net(hidden.float()).squeeze(-1)
+
+
+def hidden_size(model: nn.Module) -> int:
+    return int(model.get_input_embeddings().weight.shape[1])
+
+
+@dataclass
+class Transition:
+    """One answer of one episode, with what PPO needs to score it again."""
+
+    episode: int
+    turn: int
+    prompt_ids: torch.Tensor
+    response_ids: torch.Tensor
+    thought_length: int
+    """Leading answer tokens that are "thought" (weighted by ``thought_prob_coef``)."""
+    image: Any
+    reward: float
+    done: bool
+    terminated: bool
+    old_logprob: float = 0.0
+    old_value: float = 0.0
+    ref_logprob: float = 0.0
+    advantage: float = 0.0
+    ret: float = 0.0
+
+
+def thought_length(tokenizer: Any, response_ids: torch.Tensor) -> int:
+    """How many leading answer tokens come before the key field ('"formula"' or '"action"')."""
+    text = ""
+    for index, token in enumerate(response_ids.tolist()):
+        text += tokenizer.decode([token], skip_special_tokens=True)
+        if any(key in text for key in KEY_FIELDS):
+            return max(index - 2, 0)  # the key's opening quote starts about two tokens earlier
+    return 0
+
+
+def _images_to_pixels(policy: Policy, images: list[Any]) -> dict[str, torch.Tensor]:
+    processor = policy.processor.image_processor  # type: ignore[union-attr]
+    pixels = processor(images=images, return_tensors="pt")
+    return {k: v.to(policy.device) for k, v in pixels.items()}
+
+
+def score(
+    policy: Policy,
+    value_head: ValueHead,
+    batch: Sequence[Transition],
+    thought_prob_coef: float,
+    *,
+    with_entropy: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Sequence log-probabilities, values and mean token entropy of a batch of transitions.
+
+    Sequences are right-padded prompt + answer; the value is read at the last prompt token.
+    """
+    pad = policy.tokenizer.pad_token_id
+    sequences = [torch.cat([t.prompt_ids, t.response_ids]) for t in batch]
+    length = max(len(s) for s in sequences)
+    input_ids = torch.full((len(batch), length), pad, dtype=torch.long)
+    attention = torch.zeros((len(batch), length), dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        input_ids[row, : len(sequence)] = sequence
+        attention[row, : len(sequence)] = 1
+    device = policy.device
+    inputs: dict[str, Any] = {
+        "input_ids": input_ids.to(device),
+        "attention_mask": attention.to(device),
+    }
+    if policy.vision:
+        inputs |= _images_to_pixels(policy, [t.image for t in batch])
+    output = policy.model(**inputs, output_hidden_states=True)
+    logits = output.logits.float()
+    hidden = output.hidden_states[-1]
+    logprobs, values, entropies = [], [], []
+    for row, t in enumerate(batch):
+        start, end = len(t.prompt_ids), len(t.prompt_ids) + len(t.response_ids)
+        step_logits = logits[row, start - 1 : end - 1]  # logits that predicted the answer tokens
+        token_logprobs = torch.log_softmax(step_logits, dim=-1)
+        chosen = token_logprobs.gather(1, input_ids[row, start:end].to(device)[:, None])[:, 0]
+        weights = torch.ones_like(chosen)
+        weights[: t.thought_length] = thought_prob_coef
+        logprobs.append((weights * chosen).sum())
+        values.append(value_head(hidden[row, start - 1]))
+        if with_entropy:
+            entropies.append(-(token_logprobs.exp() * token_logprobs).sum(-1).mean())
+    entropy = torch.stack(entropies).mean() if entropies else torch.zeros((), device=device)
+    return torch.stack(logprobs), torch.stack(values), entropy
+
+
+def compute_gae(
+    transitions: Sequence[Transition], gamma: float, lam: float, bootstrap: Sequence[float]
+) -> None:
+    """GAE along the buffer, in place. ``bootstrap[i]`` is the value after transition ``i`` when it
+    is not done (the next transition's value within an episode; 0 or the next episode's first value
+    at an episode's end, depending on ``episode_end``)."""
+    gae = 0.0
+    for i in reversed(range(len(transitions))):
+        t = transitions[i]
+        mask = 0.0 if t.done else 1.0
+        delta = t.reward + gamma * bootstrap[i] * mask - t.old_value
+        gae = delta + gamma * lam * mask * gae
+        t.advantage = gae
+        t.ret = gae + t.old_value
+
+
+# -- the trainer --------------------------------------------------------------------------------
+
+
+class PPOTrainer:
+    """Holds the policy, value head, optimizer, schedule, RNGs and counters of one RL run."""
+
+    def __init__(self, config: RLExperiment, policy: Policy | None = None, accelerator: Any = None):
+        from accelerate import Accelerator
+
+        self.config = config
+        self.accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+        self.policy = policy or load_policy(config.model)
+        ppo = config.ppo
+        torch.manual_seed(config.seed)
+        self.value_head = ValueHead(hidden_size(self.policy.model), ppo.value_hidden_sizes).to(
+            self.policy.device
+        )
+        params = [p for p in self.policy.model.parameters() if p.requires_grad]
+        params += list(self.value_head.parameters())
+        self.optimizer = torch.optim.Adam(
+            params, lr=ppo.learning_rate, eps=ppo.adam_eps, weight_decay=ppo.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.optimizer, T_max=ppo.lr_max_steps, eta_min=ppo.lr_min
+        )
+        self.model, self.value_head, self.optimizer = self.accelerator.prepare(
+            self.policy.model, self.value_head, self.optimizer
+        )
+        self.policy.model = self.model
+        self.reference = None
+        if ppo.kl_coef > 0:
+            self.reference = load_policy(config.model)
+            self.reference.model.requires_grad_(False).eval()
+        n_params = count_parameters(self.accelerator.unwrap_model(self.model))
+        n_params += count_parameters(self.value_head)
+        self.tracker = ComputeTracker.for_task(
+            n_params, config.env.task, init_tokens=config.init_tokens
+        )
+        self.update = 0
+        self.rank = self.accelerator.process_index
+        self.rng = random.Random(config.seed * 7919 + self.rank)
+
+    # -- one update -----------------------------------------------------------------------------
+    def collect(self) -> tuple[list[Transition], list[Episode]]:
+        """Roll out this process's episodes for the current update and flatten them."""
+        ppo, env = self.config.ppo, self.config.env
+        sampling = SamplingConfig(ppo.max_new_tokens, ppo.temperature, ppo.top_p)
+        seed = (self.config.seed * 1_000_003 + self.update) * 64 + self.rank
+        responder = PolicyResponder(self.policy, sampling, seed=seed)
+        self.model.eval()
+        episodes = rollout(
+            lambda: make_task_env(env.task, **env.env_kwargs()),  # type: ignore[arg-type]
+            responder,
+            ppo.episodes_per_update,
+            batch_size=ppo.rollout_batch,
+            seed=seed * 10_007,
+        )
+        self.tracker.add_generation(responder.prompt_tokens, responder.generated_tokens)
+        transitions = []
+        for episode in episodes:
+            for index, turn in enumerate(episode.turns):
+                response = turn.response
+                transitions.append(
+                    Transition(
+                        episode=episode.index,
+                        turn=index,
+                        prompt_ids=response.prompt_ids,
+                        response_ids=response.response_ids,
+                        thought_length=thought_length(self.policy.tokenizer, response.response_ids),
+                        image=turn.image,
+                        reward=turn.reward,
+                        done=turn.terminated or turn.truncated,
+                        terminated=turn.terminated,
+                    )
+                )
+        return transitions, episodes
+
+    @torch.no_grad()
+    def prepare(self, transitions: list[Transition]) -> None:
+        """Old log-probs, values (and reference log-probs), then GAE and normalised advantages."""
+        ppo = self.config.ppo
+        self.model.eval()
+        for start in range(0, len(transitions), ppo.mini_batch_size):
+            batch = transitions[start : start + ppo.mini_batch_size]
+            logprobs, values, _ = score(self.policy, self.value_head, batch, ppo.thought_prob_coef)
+            if self.reference is not None:
+                ref, _, _ = score(self.reference, self.value_head, batch, ppo.thought_prob_coef)
+                for t, r in zip(batch, ref.tolist(), strict=True):
+                    t.ref_logprob = r
+            for t, lp, v in zip(batch, logprobs.tolist(), values.tolist(), strict=True):
+                t.old_logprob, t.old_value = lp, v
+        self.tracker.add_forward(sum(len(t.prompt_ids) + len(t.response_ids) for t in transitions))
+        bootstrap = []
+        for i, t in enumerate(transitions):
+            following = transitions[i + 1] if i + 1 < len(transitions) else None
+            if following is None:
+                bootstrap.append(0.0)
+            elif following.episode == t.episode or ppo.episode_end == "paper":
+                bootstrap.append(following.old_value)
+            else:
+                bootstrap.append(0.0)
+        if ppo.episode_end == "paper":  # the official quirk: truncation is not "done"
+            for t in transitions:
+                t.done = t.terminated
+        compute_gae(transitions, ppo.gamma, ppo.gae_lambda, bootstrap)
+        if ppo.normalize_advantages and len(transitions) > 1:
+            advantages = np.array([t.advantage for t in transitions])
+            mean, std = advantages.mean(), advantages.std()
+            for t in transitions:
+                t.advantage = float((t.advantage - mean) / (std + 1e-8))
+
+    def optimise(self, transitions: list[Transition]) -> dict[str, float]:
+        """``ppo_epochs`` passes of clipped PPO over shuffled mini-batches."""
+        ppo = self.config.ppo
+        self.model.train()
+        stats: dict[str, list[float]] = {
+            k: [] for k in ("policy_loss", "value_loss", "entropy", "clip_fraction", "approx_kl")
+        }
+        steps_per_optimizer = ppo.grad_accumulation
+        micro = 0
+        for _ in range(ppo.ppo_epochs):
+            order = list(range(len(transitions)))
+            self.rng.shuffle(order)
+            for start in range(0, len(order), ppo.mini_batch_size):
+                batch = [transitions[i] for i in order[start : start + ppo.mini_batch_size]]
+                loss, info = self._loss(batch)
+                self.accelerator.backward(loss / steps_per_optimizer)
+                micro += 1
+                for key, value in info.items():
+                    stats[key].append(value)
+                if micro % steps_per_optimizer == 0:
+                    self._step()
+        if micro % steps_per_optimizer:
+            self._step()
+        tokens = sum(len(t.prompt_ids) + len(t.response_ids) for t in transitions)
+        self.tracker.add_ppo_update(tokens, ppo.ppo_epochs)
+        self.scheduler.step()
+        return {k: float(np.mean(v)) if v else 0.0 for k, v in stats.items()}
+
+    def _step(self) -> None:
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        self.accelerator.clip_grad_norm_(params, self.config.ppo.max_grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def _loss(self, batch: list[Transition]) -> tuple[torch.Tensor, dict[str, float]]:
+        ppo = self.config.ppo
+        device = self.policy.device
+        logprobs, values, entropy = score(
+            self.policy,
+            self.value_head,
+            batch,
+            ppo.thought_prob_coef,
+            with_entropy=ppo.entropy_coef > 0,
+        )
+        old = torch.tensor([t.old_logprob for t in batch], device=device)
+        advantages = torch.tensor([t.advantage for t in batch], device=device)
+        returns = torch.tensor([t.ret for t in batch], device=device)
+        old_values = torch.tensor([t.old_value for t in batch], device=device)
+
+        log_ratio = logprobs - old
+        ratio = log_ratio.exp()
+        unclipped = -advantages * ratio
+        clipped = -advantages * ratio.clamp(1 - ppo.clip_eps, 1 + ppo.clip_eps)
+        if (ratio > ppo.ratio_guard).any():  # the official safeguard: trust only the clipped term
+            policy_loss = clipped.mean()
+        else:
+            policy_loss = torch.max(unclipped, clipped).mean()
+
+        values_clipped = old_values + (values - old_values).clamp(
+            -ppo.value_clip_eps, ppo.value_clip_eps
+        )
+        value_loss = (
+            0.5 * torch.max((values - returns) ** 2, (values_clipped - returns) ** 2).mean()
+        )
+        loss = policy_loss + ppo.value_loss_coef * value_loss - ppo.entropy_coef * entropy
+        if self.reference is not None:
+            ref = torch.tensor([t.ref_logprob for t in batch], device=device)
+            loss = loss + ppo.kl_coef * (logprobs - ref).mean()
+        with torch.no_grad():
+            clip_fraction = ((ratio - 1).abs() > ppo.clip_eps).float().mean().item()
+            approx_kl = ((ratio - 1) - log_ratio).mean().item()
+        info = {
+            "policy_loss": policy_loss.item(),
+            "value_loss": value_loss.item(),
+            "entropy": float(entropy),
+            "clip_fraction": clip_fraction,
+            "approx_kl": approx_kl,
+        }
+        return loss, info
+
+    # -- bookkeeping ----------------------------------------------------------------------------
+    def rollout_stats(self, transitions: list[Transition], episodes: list[Episode]) -> dict:
+        rewards = [t.reward for t in transitions]
+        stats = {
+            "reward_mean": float(np.mean(rewards)),
+            "episode_reward_mean": float(np.mean([e.total_reward for e in episodes])),
+            "success_rate": float(np.mean([e.success for e in episodes])),
+            "turns_per_episode": len(transitions) / max(len(episodes), 1),
+            "value_mean": float(np.mean([t.old_value for t in transitions])),
+            "return_mean": float(np.mean([t.ret for t in transitions])),
+            "response_tokens_mean": float(np.mean([len(t.response_ids) for t in transitions])),
+        }
+        outcomes = [t.info.get("outcome") for e in episodes for t in e.turns]
+        if TASKS[self.config.env.task][1] and self.config.env.task.startswith("gp"):
+            stats["recognition_accuracy"] = 1 - outcomes.count("INCORRECT_VISION") / len(outcomes)
+        return self._gather_means(stats)
+
+    def _gather_means(self, stats: dict[str, float]) -> dict[str, float]:
+        if self.accelerator.num_processes == 1:
+            return stats
+        keys = sorted(stats)
+        tensor = torch.tensor([stats[k] for k in keys], device=self.accelerator.device)
+        mean = self.accelerator.reduce(tensor, reduction="mean")
+        return dict(zip(keys, mean.tolist(), strict=True))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "update": self.update,
+            "value_head": self.accelerator.unwrap_model(self.value_head).state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "tracker": self.tracker.state_dict(),
+            "rng": self.rng.getstate(),
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.update = state["update"]
+        self.accelerator.unwrap_model(self.value_head).load_state_dict(state["value_head"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.tracker.load_state_dict(state["tracker"])
+        self.rng.setstate(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+
+    def save(self, folder: Path) -> None:
+        """Policy (loadable by ``load_policy``) plus the trainer state needed to resume exactly."""
+        unwrapped = self.accelerator.unwrap_model(self.model)
+        model, self.policy.model = self.policy.model, unwrapped
+        try:
+            self.policy.save(folder / "policy")
+        finally:
+            self.policy.model = model
+        torch.save(self.state_dict(), folder / f"trainer_state_rank{self.rank}.pt")
+
+    def load(self, folder: Path) -> None:
+        from safetensors.torch import load_file
+
+        weights = folder / "policy" / "model.safetensors"
+        adapter = folder / "policy" / "adapter_model.safetensors"
+        unwrapped = self.accelerator.unwrap_model(self.model)
+        if adapter.exists():
+            from peft import set_peft_model_state_dict
+
+            set_peft_model_state_dict(unwrapped, load_file(str(adapter)))
+        else:
+            unwrapped.load_state_dict(load_file(str(weights)), strict=False)
+        state = torch.load(
+            folder / f"trainer_state_rank{self.rank}.pt", map_location="cpu", weights_only=False
+        )
+        self.load_state_dict(state)
+
+
+def _evaluate(trainer: PPOTrainer, run: Run, step: int) -> None:
+    from sftvrl.eval import evaluate_task
+
+    config = trainer.config
+    settings, env = config.eval, config.env
+    family, _ = TASKS[env.task]
+    sampling = SamplingConfig(settings.max_new_tokens, settings.temperature)
+    trainer.model.eval()
+    responder = PolicyResponder(trainer.policy, sampling, seed=settings.seed)
+    for split in settings.splits:
+        options = env.env_kwargs(split)
+        options.pop("split")
+        size_key = "image_width" if family == "general_points" else "view_size"
+        options = {k: v for k, v in options.items() if k != size_key} | (
+            {size_key: env.image_size} if TASKS[env.task][1] else {}
+        )
+        count = "n_episodes" if family == "general_points" else "n_routes"
+        options |= {count: settings.n_episodes, "seed": settings.seed}
+        options["batch_size"] = settings.batch_size
+        summary = evaluate_task(responder, env.task, split, **options).summary()
+        record = {k: v for k, v in summary.items() if not k.startswith("settings.")}
+        record |= {"eval_split": split, "gflops": trainer.tracker.gflops}
+        if trainer.accelerator.is_main_process:
+            run.log(record, step=step)
+
+
+@dataclass
+class RLResult:
+    run: Run | None
+    trainer: PPOTrainer
+    final_dir: Path | None
+
+
+def train_ppo(config: RLExperiment, *, stop_after: int | None = None) -> RLResult:
+    """Run (or resume) PPO; ``stop_after`` ends early after that many updates (tests, kills)."""
+    trainer = PPOTrainer(config)
+    accelerator = trainer.accelerator
+    run = None
+    if accelerator.is_main_process:
+        run = Run.create(config.output, config.name, config, seed=config.seed)
+    accelerator.wait_for_everyone()
+    if run is None:
+        run = Run.resume(Path(config.output) / config.name)
+    checkpoint = run.latest_checkpoint()
+    if checkpoint is not None:
+        trainer.load(checkpoint)
+        logger.info("resumed %s at update %d", run.path, trainer.update)
+    done_evals = {r["step"] for r in run.metric_records() if "eval_split" in r}
+    evaluate_every = config.eval.every
+    if evaluate_every and 0 not in done_evals and trainer.update == 0:
+        _evaluate(trainer, run, 0)
+    updates = 0
+    while trainer.update < config.ppo.num_updates:
+        transitions, episodes = trainer.collect()
+        trainer.prepare(transitions)
+        stats = trainer.rollout_stats(transitions, episodes)
+        losses = trainer.optimise(transitions)
+        trainer.update += 1
+        updates += 1
+        record = stats | trainer._gather_means(losses)
+        record |= {"lr": trainer.scheduler.get_last_lr()[0], **trainer.tracker.metrics()}
+        if accelerator.is_main_process:
+            run.log(record, step=trainer.update)
+        last = trainer.update == config.ppo.num_updates
+        if evaluate_every and (trainer.update % evaluate_every == 0 or last):
+            _evaluate(trainer, run, trainer.update)
+        if config.save_every and (trainer.update % config.save_every == 0 or last):
+            _save_checkpoint(trainer, run)
+        if stop_after is not None and updates >= stop_after:
+            break
+    final_dir = None
+    if trainer.update == config.ppo.num_updates:
+        final_dir = run.path / "final"
+        if accelerator.is_main_process:
+            unwrapped = trainer.accelerator.unwrap_model(trainer.model)
+            model, trainer.policy.model = trainer.policy.model, unwrapped
+            trainer.policy.save(final_dir)
+            trainer.policy.model = model
+    accelerator.wait_for_everyone()
+    return RLResult(run, trainer, final_dir)
+
+
+def _save_checkpoint(trainer: PPOTrainer, run: Run) -> None:
+    accelerator = trainer.accelerator
+    folder = run.checkpoint_dir(trainer.update)
+    if accelerator.num_processes == 1:
+        with run.checkpoint(trainer.update) as tmp:
+            trainer.save(tmp)
+        return
+    # several processes: each writes its own trainer state, the main one the policy and marker
+    folder.mkdir(parents=True, exist_ok=True)
+    if accelerator.is_main_process:
+        trainer.save(folder)
+    else:
+        torch.save(trainer.state_dict(), folder / f"trainer_state_rank{trainer.rank}.pt")
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        run.mark_checkpoint_complete(trainer.update)
+    accelerator.wait_for_everyone()
+
+
+__all__ = [
+    "PPOConfig",
+    "PPOTrainer",
+    "RLEnvConfig",
+    "RLEval",
+    "RLExperiment",
+    "RLResult",
+    "Transition",
+    "ValueHead",
+    "compute_gae",
+    "score",
+    "thought_length",
+    "train_ppo",
+]
