@@ -1,8 +1,12 @@
-"""The ``sftvrl`` command: ``sftvrl sft``, ``sftvrl eval``; configs from YAML plus ``a.b=c``.
+"""The ``sftvrl`` command: ``sft``, ``rl``, ``eval``; configs from YAML plus ``a.b=c`` overrides.
 
     sftvrl sft --config sftvrl/configs/tiny/gp_l_sft.yaml train.max_steps=10
+    sftvrl rl --config sftvrl/configs/tiny/gp_l_rl.yaml model.name_or_path=runs/gp_l_sft/final
     sftvrl eval --config sftvrl/configs/tiny/gp_l_eval.yaml model.name_or_path=runs/gp_l_sft/final
     sftvrl sft --help        # every option with its default
+
+Several processes: ``accelerate launch --config_file sftvrl/configs/accelerate/<setup>.yaml
+-m sftvrl.cli rl ...`` (setups for 1 GPU, 8 GPUs with ZeRO-2, several nodes, 2 CPU processes).
 
 Errors a user can fix (a bad key, a missing model, a missing data folder) print one line that says
 what and how, and exit with status 2; they are not tracebacks.
@@ -101,6 +105,20 @@ def run_sft_command(config: Any) -> dict[str, Any]:
     return {"run": str(result.run.path), "final": str(result.final_dir), **result.metrics}
 
 
+def run_rl_command(config: Any) -> dict[str, Any]:
+    from sftvrl.train.ppo import train_ppo
+
+    result = train_ppo(config)
+    final = None if result.final_dir is None else str(result.final_dir)
+    return {"run": str(result.run.path), "final": final, "updates": result.trainer.update}
+
+
+def _rl_class() -> type:
+    from sftvrl.train.ppo import RLExperiment
+
+    return RLExperiment
+
+
 def _sft_class() -> type:
     from sftvrl.train.sft import SFTExperiment
 
@@ -109,6 +127,7 @@ def _sft_class() -> type:
 
 COMMANDS: dict[str, tuple[str, Callable[[], type], Callable[[Any], Any]]] = {
     "sft": ("supervised fine-tuning (Init, and the SFT branch)", _sft_class, run_sft_command),
+    "rl": ("multi-turn PPO with a value head (the RL branch)", _rl_class, run_rl_command),
     "eval": ("evaluate a policy on a task's ID / OOD splits", lambda: EvalExperiment, run_eval),
 }
 
@@ -161,8 +180,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"sftvrl {command}: {error}", file=sys.stderr)
         return 2
-    print(json.dumps(result, default=str))  # one line, last: scripts can parse it
+    if _rank() == 0:
+        print(json.dumps(result, default=str))  # one line, last: scripts can parse it
+    _finish_distributed()
     return 0
+
+
+def _rank() -> int:
+    import os
+
+    return int(os.environ.get("RANK", "0"))
+
+
+def _finish_distributed() -> None:
+    """End a multi-process run cleanly: gloo can abort at interpreter exit (STACK.md §10.2)."""
+    import os
+
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -83,13 +83,13 @@ def test_gradients_reach_lora_weights_and_the_value_head(tmp_path):
     trainer = PPOTrainer(config)
     transitions, _ = trainer.collect()  # generate() first: the order that breaks 4-bit on CPU
     trainer.prepare(transitions)
-    trainer.model.train()
+    trainer.actor_critic.train()
     loss, _ = trainer._loss(transitions[:4])
     loss.backward()
-    lora = [p for n, p in trainer.model.named_parameters() if "lora_" in n]
+    lora = [p for n, p in trainer.policy.model.named_parameters() if "lora_" in n]
     assert lora and any(p.grad is not None and p.grad.abs().sum() > 0 for p in lora)
     assert all(p.grad is not None for p in trainer.value_head.parameters())
-    frozen = [p for n, p in trainer.model.named_parameters() if "lora_" not in n]
+    frozen = [p for n, p in trainer.policy.model.named_parameters() if "lora_" not in n]
     assert all(p.grad is None for p in frozen)
 
 
@@ -112,7 +112,9 @@ def test_killed_run_resumes_to_the_same_metrics_and_weights(tmp_path):
     ]
     assert evals == [(s, split) for s in (0, 1, 2) for split in ("id", "rule_ood")]
     for p, q in zip(
-        whole.trainer.model.parameters(), resumed.trainer.model.parameters(), strict=True
+        whole.trainer.policy.model.parameters(),
+        resumed.trainer.policy.model.parameters(),
+        strict=True,
     ):
         torch.testing.assert_close(p, q)
     assert whole.final_dir is not None and (whole.final_dir / "model.safetensors").exists()

@@ -36,6 +36,7 @@ averaged by ``accelerate`` before each optimizer step, so N processes give N× t
 
 from __future__ import annotations
 
+import copy
 import logging
 import random
 from collections.abc import Sequence
@@ -174,6 +175,25 @@ def hidden_size(model: nn.Module) -> int:
     return int(model.get_input_embeddings().weight.shape[1])
 
 
+class ActorCritic(nn.Module):
+    """The policy and its value head as one module, so ``accelerate`` (DDP, DeepSpeed) wraps,
+    shards and averages both together."""
+
+    def __init__(self, model: nn.Module, value_head: ValueHead) -> None:
+        super().__init__()
+        self.model = model
+        self.value_head = value_head
+
+    def forward(
+        self, value_positions: torch.Tensor, **inputs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits of every position, and the value at ``value_positions`` (one per row)."""
+        output = self.model(**inputs, output_hidden_states=True)
+        hidden = output.hidden_states[-1]
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        return output.logits, self.value_head(hidden[rows, value_positions])
+
+
 @dataclass
 class Transition:
     """One answer of one episode, with what PPO needs to score it again."""
@@ -213,7 +233,7 @@ def _images_to_pixels(policy: Policy, images: list[Any]) -> dict[str, torch.Tens
 
 def score(
     policy: Policy,
-    value_head: ValueHead,
+    actor_critic: nn.Module,
     batch: Sequence[Transition],
     thought_prob_coef: float,
     *,
@@ -222,6 +242,8 @@ def score(
     """Sequence log-probabilities, values and mean token entropy of a batch of transitions.
 
     Sequences are right-padded prompt + answer; the value is read at the last prompt token.
+    ``actor_critic`` runs the forward pass (wrapped by DDP when training on several processes, so
+    gradients are averaged); ``policy`` supplies the tokenizer, processor and device.
     """
     pad = policy.tokenizer.pad_token_id
     sequences = [torch.cat([t.prompt_ids, t.response_ids]) for t in batch]
@@ -238,10 +260,10 @@ def score(
     }
     if policy.vision:
         inputs |= _images_to_pixels(policy, [t.image for t in batch])
-    output = policy.model(**inputs, output_hidden_states=True)
-    logits = output.logits.float()
-    hidden = output.hidden_states[-1]
-    logprobs, values, entropies = [], [], []
+    positions = torch.tensor([len(t.prompt_ids) - 1 for t in batch], device=device)
+    logits, values = actor_critic(positions, **inputs)
+    logits = logits.float()
+    logprobs, entropies = [], []
     for row, t in enumerate(batch):
         start, end = len(t.prompt_ids), len(t.prompt_ids) + len(t.response_ids)
         step_logits = logits[row, start - 1 : end - 1]  # logits that predicted the answer tokens
@@ -250,11 +272,10 @@ def score(
         weights = torch.ones_like(chosen)
         weights[: t.thought_length] = thought_prob_coef
         logprobs.append((weights * chosen).sum())
-        values.append(value_head(hidden[row, start - 1]))
         if with_entropy:
             entropies.append(-(token_logprobs.exp() * token_logprobs).sum(-1).mean())
     entropy = torch.stack(entropies).mean() if entropies else torch.zeros((), device=device)
-    return torch.stack(logprobs), torch.stack(values), entropy
+    return torch.stack(logprobs), values, entropy
 
 
 def compute_gae(
@@ -287,27 +308,26 @@ class PPOTrainer:
         self.policy = policy or load_policy(config.model)
         ppo = config.ppo
         torch.manual_seed(config.seed)
-        self.value_head = ValueHead(hidden_size(self.policy.model), ppo.value_hidden_sizes).to(
-            self.policy.device
-        )
-        params = [p for p in self.policy.model.parameters() if p.requires_grad]
-        params += list(self.value_head.parameters())
+        value_head = ValueHead(hidden_size(self.policy.model), ppo.value_hidden_sizes)
+        actor_critic = ActorCritic(self.policy.model, value_head.to(self.policy.device))
+        params = [p for p in actor_critic.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(
             params, lr=ppo.learning_rate, eps=ppo.adam_eps, weight_decay=ppo.weight_decay
         )
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
             self.optimizer, T_max=ppo.lr_max_steps, eta_min=ppo.lr_min
         )
-        self.model, self.value_head, self.optimizer = self.accelerator.prepare(
-            self.policy.model, self.value_head, self.optimizer
-        )
-        self.policy.model = self.model
+        self.actor_critic, self.optimizer = self.accelerator.prepare(actor_critic, self.optimizer)
+        # generation uses the plain model inside; training forwards go through the (possibly
+        # DDP-wrapped) actor-critic, so gradients are averaged across processes
+        unwrapped = self.accelerator.unwrap_model(self.actor_critic)
+        self.policy.model, self.value_head = unwrapped.model, unwrapped.value_head
         self.reference = None
         if ppo.kl_coef > 0:
             self.reference = load_policy(config.model)
             self.reference.model.requires_grad_(False).eval()
-        n_params = count_parameters(self.accelerator.unwrap_model(self.model))
-        n_params += count_parameters(self.value_head)
+            self.reference_scorer = ActorCritic(self.reference.model, self.value_head)
+        n_params = count_parameters(unwrapped)
         self.tracker = ComputeTracker.for_task(
             n_params, config.env.task, init_tokens=config.init_tokens
         )
@@ -322,7 +342,7 @@ class PPOTrainer:
         sampling = SamplingConfig(ppo.max_new_tokens, ppo.temperature, ppo.top_p)
         seed = (self.config.seed * 1_000_003 + self.update) * 64 + self.rank
         responder = PolicyResponder(self.policy, sampling, seed=seed)
-        self.model.eval()
+        self.actor_critic.eval()
         episodes = rollout(
             lambda: make_task_env(env.task, **env.env_kwargs()),  # type: ignore[arg-type]
             responder,
@@ -354,12 +374,15 @@ class PPOTrainer:
     def prepare(self, transitions: list[Transition]) -> None:
         """Old log-probs, values (and reference log-probs), then GAE and normalised advantages."""
         ppo = self.config.ppo
-        self.model.eval()
+        unwrapped = self.accelerator.unwrap_model(self.actor_critic)
+        unwrapped.eval()
         for start in range(0, len(transitions), ppo.mini_batch_size):
             batch = transitions[start : start + ppo.mini_batch_size]
-            logprobs, values, _ = score(self.policy, self.value_head, batch, ppo.thought_prob_coef)
+            logprobs, values, _ = score(self.policy, unwrapped, batch, ppo.thought_prob_coef)
             if self.reference is not None:
-                ref, _, _ = score(self.reference, self.value_head, batch, ppo.thought_prob_coef)
+                ref, _, _ = score(
+                    self.reference, self.reference_scorer, batch, ppo.thought_prob_coef
+                )
                 for t, r in zip(batch, ref.tolist(), strict=True):
                     t.ref_logprob = r
             for t, lp, v in zip(batch, logprobs.tolist(), values.tolist(), strict=True):
@@ -387,7 +410,7 @@ class PPOTrainer:
     def optimise(self, transitions: list[Transition]) -> dict[str, float]:
         """``ppo_epochs`` passes of clipped PPO over shuffled mini-batches."""
         ppo = self.config.ppo
-        self.model.train()
+        self.actor_critic.train()
         stats: dict[str, list[float]] = {
             k: [] for k in ("policy_loss", "value_loss", "entropy", "clip_fraction", "approx_kl")
         }
@@ -423,7 +446,7 @@ class PPOTrainer:
         device = self.policy.device
         logprobs, values, entropy = score(
             self.policy,
-            self.value_head,
+            self.actor_critic,
             batch,
             ppo.thought_prob_coef,
             with_entropy=ppo.entropy_coef > 0,
@@ -489,10 +512,25 @@ class PPOTrainer:
         mean = self.accelerator.reduce(tensor, reduction="mean")
         return dict(zip(keys, mean.tolist(), strict=True))
 
+    def compute_metrics(self) -> dict[str, float | int]:
+        """GFLOPs and token counts of all processes together (Init counted once)."""
+        if self.accelerator.num_processes == 1:
+            return self.tracker.metrics()
+        from accelerate.utils import gather_object
+
+        states = gather_object([self.tracker.state_dict()])
+        total = copy.deepcopy(self.tracker)
+        total.load_state_dict(states[0])
+        for state in states[1:]:
+            other = copy.deepcopy(self.tracker)
+            other.load_state_dict(state)
+            total.merge(other)
+        return total.metrics()
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "update": self.update,
-            "value_head": self.accelerator.unwrap_model(self.value_head).state_dict(),
+            "value_head": self.value_head.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "tracker": self.tracker.state_dict(),
@@ -502,7 +540,7 @@ class PPOTrainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.update = state["update"]
-        self.accelerator.unwrap_model(self.value_head).load_state_dict(state["value_head"])
+        self.value_head.load_state_dict(state["value_head"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.tracker.load_state_dict(state["tracker"])
@@ -511,12 +549,7 @@ class PPOTrainer:
 
     def save(self, folder: Path) -> None:
         """Policy (loadable by ``load_policy``) plus the trainer state needed to resume exactly."""
-        unwrapped = self.accelerator.unwrap_model(self.model)
-        model, self.policy.model = self.policy.model, unwrapped
-        try:
-            self.policy.save(folder / "policy")
-        finally:
-            self.policy.model = model
+        self.policy.save(folder / "policy")
         torch.save(self.state_dict(), folder / f"trainer_state_rank{self.rank}.pt")
 
     def load(self, folder: Path) -> None:
@@ -524,7 +557,7 @@ class PPOTrainer:
 
         weights = folder / "policy" / "model.safetensors"
         adapter = folder / "policy" / "adapter_model.safetensors"
-        unwrapped = self.accelerator.unwrap_model(self.model)
+        unwrapped = self.policy.model
         if adapter.exists():
             from peft import set_peft_model_state_dict
 
@@ -544,7 +577,7 @@ def _evaluate(trainer: PPOTrainer, run: Run, step: int) -> None:
     settings, env = config.eval, config.env
     family, _ = TASKS[env.task]
     sampling = SamplingConfig(settings.max_new_tokens, settings.temperature)
-    trainer.model.eval()
+    trainer.actor_critic.eval()
     responder = PolicyResponder(trainer.policy, sampling, seed=settings.seed)
     for split in settings.splits:
         options = env.env_kwargs(split)
@@ -558,7 +591,7 @@ def _evaluate(trainer: PPOTrainer, run: Run, step: int) -> None:
         options["batch_size"] = settings.batch_size
         summary = evaluate_task(responder, env.task, split, **options).summary()
         record = {k: v for k, v in summary.items() if not k.startswith("settings.")}
-        record |= {"eval_split": split, "gflops": trainer.tracker.gflops}
+        record |= {"eval_split": split, "gflops": trainer.compute_metrics()["gflops"]}
         if trainer.accelerator.is_main_process:
             run.log(record, step=step)
 
@@ -574,12 +607,11 @@ def train_ppo(config: RLExperiment, *, stop_after: int | None = None) -> RLResul
     """Run (or resume) PPO; ``stop_after`` ends early after that many updates (tests, kills)."""
     trainer = PPOTrainer(config)
     accelerator = trainer.accelerator
-    run = None
     if accelerator.is_main_process:
         run = Run.create(config.output, config.name, config, seed=config.seed)
     accelerator.wait_for_everyone()
-    if run is None:
-        run = Run.resume(Path(config.output) / config.name)
+    if not accelerator.is_main_process:  # read-only view: checkpoints and metrics only
+        run = Run(Path(config.output) / config.name, config, config.seed, {})
     checkpoint = run.latest_checkpoint()
     if checkpoint is not None:
         trainer.load(checkpoint)
@@ -597,7 +629,7 @@ def train_ppo(config: RLExperiment, *, stop_after: int | None = None) -> RLResul
         trainer.update += 1
         updates += 1
         record = stats | trainer._gather_means(losses)
-        record |= {"lr": trainer.scheduler.get_last_lr()[0], **trainer.tracker.metrics()}
+        record |= {"lr": trainer.scheduler.get_last_lr()[0], **trainer.compute_metrics()}
         if accelerator.is_main_process:
             run.log(record, step=trainer.update)
         last = trainer.update == config.ppo.num_updates
@@ -611,10 +643,7 @@ def train_ppo(config: RLExperiment, *, stop_after: int | None = None) -> RLResul
     if trainer.update == config.ppo.num_updates:
         final_dir = run.path / "final"
         if accelerator.is_main_process:
-            unwrapped = trainer.accelerator.unwrap_model(trainer.model)
-            model, trainer.policy.model = trainer.policy.model, unwrapped
             trainer.policy.save(final_dir)
-            trainer.policy.model = model
     accelerator.wait_for_everyone()
     return RLResult(run, trainer, final_dir)
 
