@@ -9,7 +9,7 @@ export TRANSFORMERS_OFFLINE := 1
 export TRL_EXPERIMENTAL_SILENCE := 1
 export TRANSFORMERS_VERBOSITY := error
 
-.PHONY: install test lint format bench clean
+.PHONY: install test lint format bench browser-test clean
 
 install: $(STAMP)
 
@@ -35,6 +35,17 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_gp.py --write-readme README.md
 	$(BIN)/python benchmarks/bench_virl.py
+
+# A real JupyterLab in headless Chromium plays the GeneralPoints widget (tests marked `browser`).
+CHROMIUM := /usr/bin/chromium
+CHROMEDRIVER := /usr/bin/chromedriver
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+browser-test: $(STAMP)
+	@if [ ! -x $(CHROMIUM) ] || [ ! -x $(CHROMEDRIVER) ]; then \
+		$(SUDO) apt-get update && $(SUDO) apt-get install -y chromium chromium-driver; fi
+	$(BIN)/pip install --quiet -e ".[dev,browser]"
+	$(BIN)/python -m pytest -m browser
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
