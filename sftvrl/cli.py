@@ -2,6 +2,7 @@
 
     sftvrl sft --config sftvrl/configs/tiny/gp_l_sft.yaml train.max_steps=10
     sftvrl rl --config sftvrl/configs/tiny/gp_l_rl.yaml model.name_or_path=runs/gp_l_sft/final
+    sftvrl grpo --config sftvrl/configs/tiny/gp_l_grpo.yaml model.name_or_path=runs/gp_l_sft/final
     sftvrl eval --config sftvrl/configs/tiny/gp_l_eval.yaml model.name_or_path=runs/gp_l_sft/final
     sftvrl sft --help        # every option with its default
 
@@ -67,7 +68,6 @@ def run_eval(config: Any) -> list[dict[str, Any]]:
 
     if config.task not in TASKS:
         raise ConfigError(f"unknown task {config.task!r}; expected one of {sorted(TASKS)}")
-    family, _ = TASKS[config.task]
     run = Run.create(config.output, config.name, config, seed=config.seed)
     policy = load_policy(config.model)
     sampling = SamplingConfig(
@@ -76,18 +76,15 @@ def run_eval(config: Any) -> list[dict[str, Any]]:
         top_p=config.sampling.top_p,
     )
     responder = PolicyResponder(policy, sampling, seed=config.seed)
-    options: dict[str, Any] = {
+    options = {
         "mode": config.mode,
         "prompt": config.prompt,
         "seed": config.seed,
         "batch_size": config.batch_size,
+        "verify_iter": config.verify_iter,
+        "n_episodes": config.n_episodes,
+        "image_size": config.image_size,
     }
-    if config.verify_iter is not None:
-        options["verify_iter"] = config.verify_iter
-    if family == "general_points":
-        options |= {"n_episodes": config.n_episodes, "image_width": config.image_size}
-    else:
-        options |= {"n_routes": config.n_episodes, "view_size": config.image_size}
     summaries = []
     for step, split in enumerate(config.splits):
         summary = evaluate_task(responder, config.task, split, **options).summary()
@@ -113,6 +110,19 @@ def run_rl_command(config: Any) -> dict[str, Any]:
     return {"run": str(result.run.path), "final": final, "updates": result.trainer.update}
 
 
+def run_grpo_command(config: Any) -> dict[str, Any]:
+    from sftvrl.train.grpo import run_grpo_experiment
+
+    result = run_grpo_experiment(config)
+    return {"run": str(result.run.path), "final": str(result.final_dir), **result.metrics}
+
+
+def _grpo_class() -> type:
+    from sftvrl.train.grpo import GRPOExperiment
+
+    return GRPOExperiment
+
+
 def _rl_class() -> type:
     from sftvrl.train.ppo import RLExperiment
 
@@ -128,6 +138,7 @@ def _sft_class() -> type:
 COMMANDS: dict[str, tuple[str, Callable[[], type], Callable[[Any], Any]]] = {
     "sft": ("supervised fine-tuning (Init, and the SFT branch)", _sft_class, run_sft_command),
     "rl": ("multi-turn PPO with a value head (the RL branch)", _rl_class, run_rl_command),
+    "grpo": ("RL with TRL's GRPO through the environment adapter", _grpo_class, run_grpo_command),
     "eval": ("evaluate a policy on a task's ID / OOD splits", lambda: EvalExperiment, run_eval),
 }
 

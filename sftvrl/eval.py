@@ -251,16 +251,33 @@ def evaluate_virl(
 
 
 def evaluate_task(
-    responder: Responder, task: str, split: str, **options: Any
+    responder: Responder,
+    task: str,
+    split: str,
+    *,
+    n_episodes: int | None = None,
+    image_size: int | None = None,
+    verify_iter: int | None = None,
+    **options: Any,
 ) -> GPEvalResult | VirlEvalResult:
-    """Evaluate on a task by name (``gp-l``, ``gp-vl``, ``virl-l``, ``virl-vl``) and split."""
+    """Evaluate on a task by name (``gp-l``, ``gp-vl``, ``virl-l``, ``virl-vl``) and split.
+
+    The task-neutral names map to each family's own: ``n_episodes`` is hands for GeneralPoints
+    (None: every hand) and routes for V-IRL; ``image_size`` is the table width or the view size
+    (vision tasks only); ``verify_iter=None`` keeps the paper's budget for the task.
+    """
     from sftvrl.data import TASKS
 
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; expected one of {sorted(TASKS)}")
     family, vision = TASKS[task]
-    if family == "general_points":
-        return evaluate_general_points(
-            responder, GPEvalSettings(split=split, vision=vision, **options)
-        )
-    return evaluate_virl(responder, VirlEvalSettings(split=split, vision=vision, **options))
+    if verify_iter is not None:
+        options["verify_iter"] = verify_iter
+    gp = family == "general_points"
+    if vision and image_size is not None:
+        options["image_width" if gp else "view_size"] = image_size
+    if gp:
+        settings = GPEvalSettings(split=split, vision=vision, n_episodes=n_episodes, **options)
+        return evaluate_general_points(responder, settings)
+    settings = VirlEvalSettings(split=split, vision=vision, n_routes=n_episodes, **options)
+    return evaluate_virl(responder, settings)

@@ -91,7 +91,7 @@ def test_virl_evaluation_of_the_expert_and_of_the_wrong_action_space():
             text = text.replace(f"turn_direction({word})", "turn_direction(north)")
         return text
 
-    memorised = evaluate_task(ScriptedResponder(compass_answer), "virl-l", "rule_ood", n_routes=8)
+    memorised = evaluate_task(ScriptedResponder(compass_answer), "virl-l", "rule_ood", n_episodes=8)
     assert memorised.route_success.value == 0.0
     assert memorised.per_step.value < 1.0
 

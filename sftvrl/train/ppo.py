@@ -575,20 +575,19 @@ def _evaluate(trainer: PPOTrainer, run: Run, step: int) -> None:
 
     config = trainer.config
     settings, env = config.eval, config.env
-    family, _ = TASKS[env.task]
     sampling = SamplingConfig(settings.max_new_tokens, settings.temperature)
     trainer.actor_critic.eval()
     responder = PolicyResponder(trainer.policy, sampling, seed=settings.seed)
     for split in settings.splits:
-        options = env.env_kwargs(split)
-        options.pop("split")
-        size_key = "image_width" if family == "general_points" else "view_size"
-        options = {k: v for k, v in options.items() if k != size_key} | (
-            {size_key: env.image_size} if TASKS[env.task][1] else {}
-        )
-        count = "n_episodes" if family == "general_points" else "n_routes"
-        options |= {count: settings.n_episodes, "seed": settings.seed}
-        options["batch_size"] = settings.batch_size
+        options = {
+            "mode": env.mode,
+            "prompt": env.prompt,
+            "verify_iter": env.verify_iter,
+            "image_size": env.image_size,
+            "n_episodes": settings.n_episodes,
+            "seed": settings.seed,
+            "batch_size": settings.batch_size,
+        }
         summary = evaluate_task(responder, env.task, split, **options).summary()
         record = {k: v for k, v in summary.items() if not k.startswith("settings.")}
         record |= {"eval_split": split, "gflops": trainer.compute_metrics()["gflops"]}

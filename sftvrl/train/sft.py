@@ -137,24 +137,20 @@ class _Evaluator(TrainerCallback):
         self.done: set[int] = {r["step"] for r in run.metric_records() if "eval_split" in r}
 
     def evaluate(self, model: torch.nn.Module, step: int, tokens: int) -> None:
-        from sftvrl.data import TASKS
         from sftvrl.eval import evaluate_task
         from sftvrl.train.generation import PolicyResponder, SamplingConfig
 
         if step in self.done:
             return
         settings, data = self.config.eval, self.config.data
-        family, vision = TASKS[data.task]
-        options: dict[str, Any] = {"prompt": data.prompt, "seed": settings.seed}
-        options["batch_size"] = settings.batch_size
-        if settings.verify_iter is not None:
-            options["verify_iter"] = settings.verify_iter
-        if family == "general_points":
-            options |= {"n_episodes": settings.n_episodes}
-            options |= {"image_width": data.image_size} if vision else {}
-        else:
-            options |= {"n_routes": settings.n_episodes}
-            options |= {"view_size": data.image_size} if vision else {}
+        options = {
+            "prompt": data.prompt,
+            "seed": settings.seed,
+            "batch_size": settings.batch_size,
+            "verify_iter": settings.verify_iter,
+            "n_episodes": settings.n_episodes,
+            "image_size": data.image_size,
+        }
         sampling = SamplingConfig(settings.max_new_tokens, settings.temperature)
         was_training = model.training
         model.eval()
