@@ -231,6 +231,54 @@ def _images_to_pixels(policy: Policy, images: list[Any]) -> dict[str, torch.Tens
     return {k: v.to(policy.device) for k, v in pixels.items()}
 
 
+_SCORE_SPLIT = {"cpu": 64}
+"""Padding tokens (rows x columns) that justify one more forward pass when scoring, per device
+type: on CPU a pass costs little beyond its tokens, so rows of very different lengths are scored
+in separate passes instead of being padded to the longest."""
+_DEFAULT_SCORE_SPLIT = 1 << 30
+"""Elsewhere (GPUs) padding is cheap next to a pass's launch overhead: one pass per batch."""
+
+
+def length_groups(lengths: Sequence[int], split: int) -> list[list[int]]:
+    """Row indices split into forward passes of similar lengths, longest first.
+
+    The rows sorted by length are cut where it minimises the padded tokens (rows x the pass's
+    longest row) plus ``split`` per pass (exact, by dynamic programming). Scoring a row does not
+    depend on the other rows of its pass, so this changes speed only.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    ordered = [lengths[i] for i in order]
+    n = len(ordered)
+    best = [0] + [-1] * n
+    cut = [0] * (n + 1)
+    for stop in range(1, n + 1):
+        for start in range(stop):
+            cost = best[start] + (stop - start) * ordered[start] + split
+            if best[stop] < 0 or cost < best[stop]:
+                best[stop], cut[stop] = cost, start
+    spans = []
+    stop = n
+    while stop > 0:
+        spans.append((cut[stop], stop))
+        stop = cut[stop]
+    return [order[a:b] for a, b in reversed(spans)]
+
+
+def _keeps_logits(model: nn.Module) -> bool:
+    """Whether the (unwrapped, peft-unwrapped) model's forward takes ``logits_to_keep``."""
+    import inspect
+
+    while hasattr(model, "module"):  # DDP / DeepSpeed wrappers
+        model = model.module
+    inner = getattr(model, "model", model)  # ActorCritic
+    get_base_model = getattr(inner, "get_base_model", None)
+    base = get_base_model() if callable(get_base_model) else inner
+    try:
+        return "logits_to_keep" in inspect.signature(base.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def score(
     policy: Policy,
     actor_critic: nn.Module,
@@ -244,38 +292,83 @@ def score(
     Sequences are right-padded prompt + answer; the value is read at the last prompt token.
     ``actor_critic`` runs the forward pass (wrapped by DDP when training on several processes, so
     gradients are averaged); ``policy`` supplies the tokenizer, processor and device.
+
+    For speed only (the same quantities): rows of very different lengths go through separate
+    forward passes (:func:`length_groups`; one backward covers them all; not under a distributed
+    wrapper, whose passes may synchronise the processes), the language-model head
+    runs only on the columns that predict answer tokens, and the answer tokens of all rows of a
+    pass share one log-softmax.
     """
-    pad = policy.tokenizer.pad_token_id
-    sequences = [torch.cat([t.prompt_ids, t.response_ids]) for t in batch]
-    length = max(len(s) for s in sequences)
-    input_ids = torch.full((len(batch), length), pad, dtype=torch.long)
-    attention = torch.zeros((len(batch), length), dtype=torch.long)
-    for row, sequence in enumerate(sequences):
-        input_ids[row, : len(sequence)] = sequence
-        attention[row, : len(sequence)] = 1
     device = policy.device
-    inputs: dict[str, Any] = {
-        "input_ids": input_ids.to(device),
-        "attention_mask": attention.to(device),
-    }
-    if policy.vision:
-        inputs |= _images_to_pixels(policy, [t.image for t in batch])
-    positions = torch.tensor([len(t.prompt_ids) - 1 for t in batch], device=device)
-    logits, values = actor_critic(positions, **inputs)
-    logits = logits.float()
-    logprobs, entropies = [], []
-    for row, t in enumerate(batch):
-        start, end = len(t.prompt_ids), len(t.prompt_ids) + len(t.response_ids)
-        step_logits = logits[row, start - 1 : end - 1]  # logits that predicted the answer tokens
+    pad = policy.tokenizer.pad_token_id
+    lengths = [len(t.prompt_ids) + len(t.response_ids) for t in batch]
+    split = _SCORE_SPLIT.get(device.type, _DEFAULT_SCORE_SPLIT)
+    if hasattr(actor_critic, "module"):
+        # DDP / DeepSpeed: a wrapped forward can synchronise the processes (DDP broadcasts
+        # buffers), so every process must make as many passes as the others: one per batch
+        split = _DEFAULT_SCORE_SPLIT
+    keep_logits = _keeps_logits(actor_critic)
+    order: list[int] = []
+    logprob_parts, value_parts, entropy_parts = [], [], []
+    for group in length_groups(lengths, split):
+        rows = [batch[i] for i in group]
+        width = max(lengths[i] for i in group)
+        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        for row, t in enumerate(rows):
+            start = len(t.prompt_ids)
+            input_ids[row, :start] = t.prompt_ids
+            input_ids[row, start : start + len(t.response_ids)] = t.response_ids
+        input_ids = input_ids.to(device)
+        inputs: dict[str, Any] = {"input_ids": input_ids}
+        if policy.vision:
+            attention = torch.zeros_like(input_ids)
+            for row, length in enumerate(lengths[i] for i in group):
+                attention[row, :length] = 1
+            inputs["attention_mask"] = attention
+            inputs |= _images_to_pixels(policy, [t.image for t in rows])
+        # (a text model needs no attention mask: the padding is on the right and attention is
+        # causal, so no real token attends to a pad, and the attention kernel skips the masked
+        # half instead of reading a mask)
+        # logits at column c predict token c + 1, so the answer's come from start-1 .. end-2
+        first = min(len(t.prompt_ids) for t in rows) - 1
+        if keep_logits:
+            inputs["logits_to_keep"] = width - first
+        positions = torch.tensor([len(t.prompt_ids) - 1 for t in rows], device=device)
+        logits, values = actor_critic(positions, **inputs)
+        offset = width - logits.shape[1]  # the column of logits[:, 0]
+        segments = torch.cat(
+            [
+                torch.full((len(t.response_ids),), row, dtype=torch.long)
+                for row, t in enumerate(rows)
+            ]
+        ).to(device)
+        columns = torch.cat(
+            [
+                torch.arange(len(t.prompt_ids) - 1, lengths[i] - 1)
+                for i, t in zip(group, rows, strict=True)
+            ]
+        ).to(device)
+        thought = torch.cat([torch.arange(len(t.response_ids)) < t.thought_length for t in rows])
+        step_logits = logits[segments, columns - offset].float()  # [answer tokens, vocab]
         token_logprobs = torch.log_softmax(step_logits, dim=-1)
-        chosen = token_logprobs.gather(1, input_ids[row, start:end].to(device)[:, None])[:, 0]
-        weights = torch.ones_like(chosen)
-        weights[: t.thought_length] = thought_prob_coef
-        logprobs.append((weights * chosen).sum())
+        chosen = token_logprobs.gather(1, input_ids[segments, columns + 1][:, None])[:, 0]
+        weights = torch.where(thought.to(device), thought_prob_coef, 1.0)
+        sums = torch.zeros(len(rows), dtype=chosen.dtype, device=device)
+        logprob_parts.append(sums.index_add(0, segments, weights * chosen))
+        value_parts.append(values)
         if with_entropy:
-            entropies.append(-(token_logprobs.exp() * token_logprobs).sum(-1).mean())
-    entropy = torch.stack(entropies).mean() if entropies else torch.zeros((), device=device)
-    return torch.stack(logprobs), values, entropy
+            token_entropy = -(token_logprobs.exp() * token_logprobs).sum(-1)
+            counts = torch.tensor([len(t.response_ids) for t in rows], device=device)
+            per_row = torch.zeros(len(rows), dtype=token_entropy.dtype, device=device)
+            entropy_parts.append(per_row.index_add(0, segments, token_entropy) / counts)
+        order += group
+    inverse = torch.empty(len(order), dtype=torch.long)
+    inverse[torch.tensor(order)] = torch.arange(len(order))
+    inverse = inverse.to(device)
+    logprobs = torch.cat(logprob_parts)[inverse]
+    values = torch.cat(value_parts)[inverse]
+    entropy = torch.cat(entropy_parts).mean() if entropy_parts else torch.zeros((), device=device)
+    return logprobs, values, entropy
 
 
 def compute_gae(
@@ -376,8 +469,11 @@ class PPOTrainer:
         ppo = self.config.ppo
         unwrapped = self.accelerator.unwrap_model(self.actor_critic)
         unwrapped.eval()
-        for start in range(0, len(transitions), ppo.mini_batch_size):
-            batch = transitions[start : start + ppo.mini_batch_size]
+        # no gradients here, and a row's score does not depend on the rows scored with it: take
+        # the rows by length (the longest first), so that each pass wastes little on padding
+        by_length = sorted(transitions, key=lambda t: -(len(t.prompt_ids) + len(t.response_ids)))
+        for start in range(0, len(by_length), ppo.mini_batch_size):
+            batch = by_length[start : start + ppo.mini_batch_size]
             logprobs, values, _ = score(self.policy, unwrapped, batch, ppo.thought_prob_coef)
             if self.reference is not None:
                 ref, _, _ = score(
