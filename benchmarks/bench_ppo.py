@@ -15,10 +15,11 @@ compact prompt, exact verification) with the same rollouts per step:
 - **TRL GRPOTrainer**: our GRPO arm (``train_grpo``: TRL's ``GRPOTrainer`` with our
   ``rollout_func``), on the same episodes per step: 8 prompts x 8 generations = 64 episodes, each
   a full multi-turn episode with the verifier's feedback between the tries (the same environment,
-  ``verify_iter``, ``max_new_tokens``, temperature 1), trained as micro-batches of 16 episodes x 4
-  accumulation steps (one generation batch per optimizer step, so no extra old-log-prob pass),
-  no gradient checkpointing (as ``gp_l_grpo.yaml``). One step is TRL's ``on_step_begin`` to
-  ``on_step_end``: the rollouts, the reward, and TRL's loss passes.
+  ``verify_iter``, ``max_new_tokens`` and sampling: temperature 1, top-p 1, and the top-k of 50
+  that PPO's rollout engine takes from the model's generation config), trained as micro-batches
+  of 16 episodes x 4 accumulation steps (one generation batch per optimizer step, so no extra
+  old-log-prob pass), no gradient checkpointing (as ``gp_l_grpo.yaml``). One step is TRL's
+  ``on_step_begin`` to ``on_step_end``: the rollouts, the reward, and TRL's loss passes.
 
 Why the GRPO arm and not plain ``GRPOTrainer`` with our verifier as a single-turn reward: the
 issue asks for *the same number of generations per step*, and a generation of the paper's
@@ -221,6 +222,7 @@ def _grpo_config(settings: Settings, *, small: bool = False) -> Any:
         max_new_tokens=8 if small else settings.max_new_tokens,
         temperature=1.0,
         top_p=1.0,
+        top_k=50,  # as PPO's rollouts sample (the generation config's default)
         batch_size=mini_batch,
         gradient_accumulation=episodes // mini_batch,
         learning_rate=LEARNING_RATE,

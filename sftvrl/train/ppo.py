@@ -293,11 +293,11 @@ def score(
     ``actor_critic`` runs the forward pass (wrapped by DDP when training on several processes, so
     gradients are averaged); ``policy`` supplies the tokenizer, processor and device.
 
-    For speed only (the same quantities): rows of very different lengths go through separate
-    forward passes (:func:`length_groups`; one backward covers them all; not under a distributed
-    wrapper, whose passes may synchronise the processes), the language-model head
-    runs only on the columns that predict answer tokens, and the answer tokens of all rows of a
-    pass share one log-softmax.
+    For speed only (the same quantities, up to floating-point rounding): rows of very different
+    lengths go through separate forward passes (:func:`length_groups`; one backward covers them
+    all; not under a distributed wrapper, whose passes may synchronise the processes), text models
+    get no attention mask (see below), the language-model head runs only on the columns that
+    predict answer tokens, and the answer tokens of all rows of a pass share one log-softmax.
     """
     device = policy.device
     pad = policy.tokenizer.pad_token_id
