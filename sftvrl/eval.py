@@ -19,6 +19,8 @@ from statistics import NormalDist
 from typing import Any
 
 from sftvrl.envs.general_points import GeneralPointsEnv, Rules, enumerate_hands
+from sftvrl.envs.general_points.parser import normalise_rank, parse_response
+from sftvrl.envs.general_points.rules import FACE_RANKS
 from sftvrl.train.rollout import Episode, Responder, rollout
 
 
@@ -140,9 +142,61 @@ class GPEvalResult:
     def summary(self) -> dict[str, Any]:
         row: dict[str, Any] = {f"settings.{k}": v for k, v in asdict(self.settings).items()}
         row |= self.success.as_dict("success_")
+        row["success_outcomes"] = outcome_string(self.episodes)
         if self.recognition is not None:
             row |= self.recognition.as_dict("recognition_")
+        row |= numbers_read(self.episodes).as_dict("numbers_read_")
+        row |= face_as_ten(self.episodes).as_dict("face_as_ten_")
         return row
+
+
+def outcome_string(episodes: Sequence[Episode]) -> str:
+    """Per-episode success as '0'/'1' in episode order: the same hands pair up across checkpoints
+    (exhaustive or seeded evaluation), which is what a paired test such as McNemar's needs."""
+    return "".join("1" if e.success else "0" for e in episodes)
+
+
+def _first_answer_numbers(episode: Episode) -> tuple[int, ...] | None:
+    if not episode.turns:
+        return None
+    return parse_response(episode.turns[0].response.text).numbers
+
+
+def numbers_read(episodes: Sequence[Episode]) -> Rate:
+    """First answers whose ``number`` field is exactly the hand's values under the stated rule.
+
+    The rule-reading diagnostic: a model can read the rule right and still miss the formula
+    ("forgot the solutions"), or read it wrong ("memorised the training rule")."""
+    hits = [
+        _first_answer_numbers(e) == tuple(e.turns[0].info["numbers"]) for e in episodes if e.turns
+    ]
+    return Rate(sum(hits), len(hits))
+
+
+def face_as_ten(episodes: Sequence[Episode]) -> Rate:
+    """Among hands with a face card not worth 10, first answers that read a face card as 10.
+
+    Under the rule-OOD split (J/Q/K = 11/12/13) this is the paper's memorisation failure: the
+    model applies the training rule (J/Q/K = 10) instead of the one stated in its prompt."""
+    hits = []
+    for episode in episodes:
+        if not episode.turns:
+            continue
+        info = episode.turns[0].info
+        faces = [
+            i
+            for i, (card, number) in enumerate(zip(info["cards"], info["numbers"], strict=True))
+            if normalise_rank(card) in FACE_RANKS and number != 10
+        ]
+        if not faces:
+            continue
+        read = _first_answer_numbers(episode)
+        hits.append(
+            read is not None
+            and len(read) == len(info["numbers"])
+            and any(read[i] == 10 for i in faces)
+        )
+    return Rate(sum(hits), len(hits))
 
 
 def evaluate_general_points(
@@ -214,7 +268,8 @@ class VirlEvalResult:
 
     def summary(self) -> dict[str, Any]:
         row: dict[str, Any] = {f"settings.{k}": v for k, v in asdict(self.settings).items()}
-        return row | self.per_step.as_dict("per_step_") | self.route_success.as_dict("route_")
+        row |= self.per_step.as_dict("per_step_") | self.route_success.as_dict("route_")
+        return row | {"route_outcomes": outcome_string(self.episodes)}
 
 
 def evaluate_virl(

@@ -101,3 +101,22 @@ def test_evaluate_task_rejects_unknown_tasks():
 
     with pytest.raises(ValueError, match="unknown task"):
         evaluate_task(ExpertResponder(), "chess", "id")
+
+
+def _memoriser(request: Request) -> str:
+    """Reads every face card as 10 whatever the prompt says: the paper's memorisation failure."""
+    from sftvrl.envs.general_points import Hand, Rules
+    from sftvrl.prompts.general_points import response_text
+
+    hand = Hand.from_cards(request.info["cards"], Rules.id())
+    return response_text(hand, "1+1", layout="compact")
+
+
+def test_rule_diagnostics_tell_memorising_the_rule_from_reading_it():
+    settings = GPEvalSettings(split="rule_ood", n_episodes=40, verify_iter=1, prompt="compact")
+    memoriser = evaluate_general_points(ScriptedResponder(_memoriser), settings).summary()
+    assert memoriser["face_as_ten_rate"] == 1.0 and memoriser["face_as_ten_n"] == 40
+    assert memoriser["numbers_read_rate"] == 0.0
+    expert = evaluate_general_points(ExpertResponder(), settings).summary()
+    assert expert["face_as_ten_rate"] == 0.0 and expert["numbers_read_rate"] == 1.0
+    assert expert["success_outcomes"] == "1" * 40 and memoriser["success_outcomes"] == "0" * 40

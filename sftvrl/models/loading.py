@@ -60,6 +60,10 @@ logger = logging.getLogger(__name__)
 TINY_TEXT = "tiny-text"
 TINY_VLM = "tiny-vlm"
 TINY_NAMES = (TINY_TEXT, TINY_VLM)
+"""Random-init tiny models, built from a config (the architectures)."""
+SHIPPED_DIR = Path(__file__).resolve().parents[2] / "data" / "tiny"
+SHIPPED_MODELS = {"tiny-text-gp": "tiny-text-gp"}
+"""Pretrained tiny foundation checkpoints shipped in ``data/tiny/`` (``sftvrl pretrain-tiny``)."""
 ADAPTER_CONFIG = "adapter_config.json"
 BASE_SUBDIR = "base"
 
@@ -469,6 +473,15 @@ def _resolve_source(name: str) -> str:
     """An existing local directory (absolute) or a hub id; a missing path is an error."""
     if not name:
         raise ModelLoadError("ModelConfig.name_or_path is empty; name a model or a local folder")
+    if name in SHIPPED_MODELS:
+        shipped = SHIPPED_DIR / SHIPPED_MODELS[name]
+        if not shipped.is_dir():
+            raise ModelLoadError(
+                f"the shipped tiny checkpoint {name!r} is missing ({shipped}); it lives in the "
+                "repository's data/tiny/ folder: use a repository checkout, or rebuild it with "
+                "`sftvrl pretrain-tiny`"
+            )
+        return str(shipped)
     path = Path(name).expanduser()
     if path.is_dir():
         return str(path.resolve())

@@ -20,7 +20,14 @@ from sftvrl.prompts.feedback import FEEDBACK_PREFIX, feedback_prompt
 
 Layout = Literal["paper", "compact"]
 
-__all__ = ["FEEDBACK_PREFIX", "Layout", "feedback_prompt", "response_text", "task_prompt"]
+__all__ = [
+    "FEEDBACK_PREFIX",
+    "Layout",
+    "compact_face_rule",
+    "feedback_prompt",
+    "response_text",
+    "task_prompt",
+]
 
 
 _PAPER_TASK = """
@@ -49,7 +56,13 @@ _COMPACT_TASK = (
     "Cards: {cards}. {face_rule} Use each card once with + - * / ( ) to make {target}.\n"
     'Answer as {{"cards": [...], "number": [...], "formula": "..."}}.'
 )
-_COMPACT_FACE = {"10": "J Q K count as 10.", "jqk": "J Q K count as 11 12 13."}
+
+
+def compact_face_rule(rules: Rules) -> str:
+    """The compact layout's rule sentence: 'J Q K count as 10.' or 'J Q K count as 11 12 13.'."""
+    j, q, k = rules.face_values
+    values = str(j) if j == q == k else f"{j} {q} {k}"
+    return f"J Q K count as {values}."
 
 
 def _python_list(items: object) -> str:
@@ -85,7 +98,7 @@ def task_prompt(
     if layout == "compact":
         cards = "in the image" if vision else " ".join(hand.ranks)
         return _COMPACT_TASK.format(
-            cards=cards, face_rule=_COMPACT_FACE[rules.face], target=rules.target
+            cards=cards, face_rule=compact_face_rule(rules), target=rules.target
         )
     raise ValueError(f"unknown prompt layout {layout!r}; expected 'paper' or 'compact'")
 

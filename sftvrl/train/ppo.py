@@ -52,6 +52,7 @@ from sftvrl.compute import ComputeTracker, count_parameters
 from sftvrl.data import TASKS, make_task_env
 from sftvrl.models import ModelConfig, Policy, load_policy
 from sftvrl.runs import Run
+from sftvrl.train.drift import parameter_drift, snapshot
 from sftvrl.train.generation import PolicyResponder, SamplingConfig
 from sftvrl.train.rollout import Episode, rollout
 
@@ -666,7 +667,9 @@ class PPOTrainer:
         self.load_state_dict(state)
 
 
-def _evaluate(trainer: PPOTrainer, run: Run, step: int) -> None:
+def _evaluate(
+    trainer: PPOTrainer, run: Run, step: int, start: dict[str, torch.Tensor] | None = None
+) -> None:
     from sftvrl.eval import evaluate_task
 
     config = trainer.config
@@ -687,6 +690,8 @@ def _evaluate(trainer: PPOTrainer, run: Run, step: int) -> None:
         summary = evaluate_task(responder, env.task, split, **options).summary()
         record = {k: v for k, v in summary.items() if not k.startswith("settings.")}
         record |= {"eval_split": split, "gflops": trainer.compute_metrics()["gflops"]}
+        if start is not None:
+            record["drift"] = parameter_drift(trainer.policy.model, start)
         if trainer.accelerator.is_main_process:
             run.log(record, step=step)
 
@@ -707,6 +712,7 @@ def train_ppo(config: RLExperiment, *, stop_after: int | None = None) -> RLResul
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:  # read-only view: checkpoints and metrics only
         run = Run(Path(config.output) / config.name, config, config.seed, {})
+    start = snapshot(trainer.policy.model)  # the starting weights, before a resume restores any
     checkpoint = run.latest_checkpoint()
     if checkpoint is not None:
         trainer.load(checkpoint)
@@ -714,7 +720,7 @@ def train_ppo(config: RLExperiment, *, stop_after: int | None = None) -> RLResul
     done_evals = {r["step"] for r in run.metric_records() if "eval_split" in r}
     evaluate_every = config.eval.every
     if evaluate_every and 0 not in done_evals and trainer.update == 0:
-        _evaluate(trainer, run, 0)
+        _evaluate(trainer, run, 0, start)
     updates = 0
     while trainer.update < config.ppo.num_updates:
         transitions, episodes = trainer.collect()
@@ -729,7 +735,7 @@ def train_ppo(config: RLExperiment, *, stop_after: int | None = None) -> RLResul
             run.log(record, step=trainer.update)
         last = trainer.update == config.ppo.num_updates
         if evaluate_every and (trainer.update % evaluate_every == 0 or last):
-            _evaluate(trainer, run, trainer.update)
+            _evaluate(trainer, run, trainer.update, start)
         if config.save_every and (trainer.update % config.save_every == 0 or last):
             _save_checkpoint(trainer, run)
         if stop_after is not None and updates >= stop_after:

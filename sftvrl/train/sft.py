@@ -23,6 +23,7 @@ from sftvrl.compute import count_parameters, sft_flops
 from sftvrl.data import TASKS, build_sft_dataset
 from sftvrl.models import ModelConfig, Policy, load_policy
 from sftvrl.runs import Run
+from sftvrl.train.drift import parameter_drift, snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +136,8 @@ class _Evaluator(TrainerCallback):
     def __init__(self, run: Run, policy: Policy, config: SFTExperiment, n_params: int) -> None:
         self.run, self.policy, self.config, self.n_params = run, policy, config, n_params
         self.done: set[int] = {r["step"] for r in run.metric_records() if "eval_split" in r}
+        self.start = snapshot(policy.model)
+        """The starting weights (before any resume restores a checkpoint): drift is from here."""
 
     def evaluate(self, model: torch.nn.Module, step: int, tokens: int) -> None:
         from sftvrl.eval import evaluate_task
@@ -161,6 +164,7 @@ class _Evaluator(TrainerCallback):
             record = {k: v for k, v in result.items() if not k.startswith("settings.")}
             record |= {"eval_split": split, "tokens": tokens}
             record["gflops"] = sft_flops(self.n_params, tokens) / 1e9
+            record["drift"] = parameter_drift(model, self.start)
             self.run.log(record, step=step)
         model.train(was_training)
         self.done.add(step)

@@ -108,10 +108,10 @@ def number_multisets(rules: Rules, *, solvable_only: bool = True) -> list[tuple[
     11/12/13 there are 1,820 (1,362 solvable). ``require_face`` keeps those with a value above 10;
     dealing from a deck drops multisets the deck cannot hold (three aces from two suits).
     """
-    top = 13 if rules.face == "jqk" else 10
+    faces = set(rules.face_values)
     result = []
-    for combo in itertools.combinations_with_replacement(range(1, top + 1), rules.n_cards):
-        if rules.require_face and max(combo) <= 10:
+    for combo in itertools.combinations_with_replacement(rules.values, rules.n_cards):
+        if rules.require_face and not faces.intersection(combo):
             continue
         if not rules.with_replacement and not _fits_deck(combo, rules):
             continue
@@ -131,9 +131,8 @@ def _fits_deck(combo: tuple[int, ...], rules: Rules) -> bool:
 
 
 def _ranks_for_value(value: int, rules: Rules) -> tuple[str, ...]:
-    if rules.face == "10" and value == 10:
-        return ("10", "J", "Q", "K")
-    return (RANKS[value - 1],)
+    """The ranks worth ``value`` (under J/Q/K = 10, a 10 is any of 10, J, Q, K)."""
+    return tuple(rank for rank in RANKS if rules.value(rank) == value)
 
 
 def enumerate_hands(rules: Rules, *, seed: int = 0) -> Iterator[Hand]:

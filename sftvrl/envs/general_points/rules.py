@@ -22,7 +22,12 @@ SUITS: dict[str, tuple[str, ...]] = {
 }
 """Suit letters per colour: S spades, C clubs (black); H hearts, D diamonds (red)."""
 
-FaceRule = Literal["10", "jqk"]
+FaceRule = Literal["10", "jqk"] | tuple[int, int, int]
+"""``"10"`` (J/Q/K = 10), ``"jqk"`` (11/12/13), or any ``(J, Q, K)`` values, e.g. ``(5, 7, 2)``.
+
+The paper uses only the first two; other assignments serve the tiny tier's foundation corpus,
+where the model learns to read a rule stated in its prompt on values it is never tested on."""
+_NAMED_FACES: dict[str, tuple[int, int, int]] = {"10": (10, 10, 10), "jqk": (11, 12, 13)}
 SuitRule = Literal["all", "black", "red"]
 
 
@@ -30,8 +35,8 @@ SuitRule = Literal["all", "black", "red"]
 class Rules:
     """How a hand is dealt and what its cards are worth.
 
-    ``face="10"`` counts J/Q/K as 10 (training, ID); ``face="jqk"`` as 11/12/13 (rule OOD). Ace is
-    always 1. ``require_face`` forces at least one J/Q/K in the hand, as the paper's rule-OOD split
+    ``face="10"`` counts J/Q/K as 10 (training, ID); ``face="jqk"`` as 11/12/13 (rule OOD); a
+    tuple ``(j, q, k)`` as those values (each 1..13). Ace is always 1. ``require_face`` forces at least one J/Q/K in the hand, as the paper's rule-OOD split
     does. ``with_replacement=True`` draws each card independently, as the official code does; False
     deals from a real 52-card deck, as the paper's text says.
     """
@@ -44,8 +49,19 @@ class Rules:
     n_cards: int = 4
 
     def __post_init__(self) -> None:
-        if self.face not in ("10", "jqk"):
-            raise ValueError(f"Rules.face must be '10' or 'jqk', got {self.face!r}")
+        if isinstance(self.face, list):
+            object.__setattr__(self, "face", tuple(self.face))
+        if isinstance(self.face, tuple):
+            if len(self.face) != 3 or not all(
+                isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 13 for v in self.face
+            ):
+                raise ValueError(
+                    f"Rules.face as values must be three ints in 1..13 (J, Q, K), got {self.face!r}"
+                )
+        elif self.face not in _NAMED_FACES:
+            raise ValueError(
+                f"Rules.face must be '10', 'jqk' or a (J, Q, K) tuple of values, got {self.face!r}"
+            )
         if self.suits not in SUITS:
             raise ValueError(f"Rules.suits must be one of {sorted(SUITS)}, got {self.suits!r}")
         if not 1 <= self.n_cards <= 6:
@@ -92,13 +108,26 @@ class Rules:
             face_value = RANKS.index(rank) + 1
         except ValueError:
             raise ValueError(f"unknown rank {rank!r}; expected one of {list(RANKS)}") from None
-        if self.face == "10":
-            return min(face_value, 10)
+        if rank in FACE_RANKS:
+            return self.face_values[RANKS.index(rank) - 10]
         return face_value
 
     @property
+    def face_values(self) -> tuple[int, int, int]:
+        """What J, Q and K count as, in that order."""
+        if isinstance(self.face, tuple):
+            return self.face
+        return _NAMED_FACES[self.face]
+
+    @property
+    def values(self) -> tuple[int, ...]:
+        """Every value a card can have under this rule, ascending."""
+        return tuple(sorted(set(range(1, 11)) | set(self.face_values)))
+
+    @property
     def face_card_message(self) -> str:
-        """How the prompt states the face-card rule (the paper's wording)."""
-        if self.face == "10":
-            return "'J', 'Q', and 'K' count as '10'."
-        return "'J', 'Q', and 'K' count as '11', '12', and '13' respectively."
+        """How the prompt states the face-card rule (the paper's wording, for any values)."""
+        j, q, k = self.face_values
+        if j == q == k:
+            return f"'J', 'Q', and 'K' count as '{j}'."
+        return f"'J', 'Q', and 'K' count as '{j}', '{q}', and '{k}' respectively."

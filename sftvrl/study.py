@@ -1,0 +1,428 @@
+"""The paper's experiment as one call: Init (a short SFT), then an SFT branch and an RL branch.
+
+``run_study(StudyConfig.for_tier("tiny", "gp-l"))`` does, for every seed: a short SFT of the
+tier's base model on ID expert data gives **Init**; from Init, the **SFT branch** continues SFT
+and the **RL branch** runs multi-turn PPO with the verifier's reward; both evaluate ID and OOD
+along the way with the FLOPs they have spent. Each stage is an ordinary run folder
+(``sftvrl.runs``) made by the same code as ``sftvrl sft`` / ``sftvrl rl``, so a killed study
+resumes where it stopped, and a finished stage is skipped. :func:`load_evals` turns every
+evaluation under a folder into one tidy frame, which ``sftvrl.figures`` draws.
+
+One pre-declared configuration per tier and task (:meth:`StudyConfig.for_tier`), the same for
+both branches: nothing here is tuned per finding.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from sftvrl.data import TASKS
+
+logger = logging.getLogger(__name__)
+
+STUDY_FILE = "study.json"
+"""Written into each run folder of a study: what the run is (experiment, task, branch, seed)."""
+
+BRANCHES = ("base", "init", "sft", "rl")
+
+_OOD_SPLIT = {"general_points": "rule_ood", "virl": "rule_ood"}
+
+
+@dataclass
+class StudyConfig:
+    """One experiment of the study: which model, task, budgets and seeds."""
+
+    experiment: str = "main"
+    """``main`` or an ablation: ``no_sft``, ``verify_iter``, ``suboptimal``, ``sft_lr``,
+    ``rl_lr``, ``overfit_init``."""
+    variant: str = ""
+    task: str = "gp-l"
+    tier: str = "tiny"
+    model: str | None = None
+    """The base model (None: the tier's default)."""
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    init_steps: int = 40
+    sft_steps: int = 200
+    rl_updates: int = 16
+    evals_per_branch: int = 4
+    """Evaluation points per branch after Init (Init's own evaluation is the first point)."""
+    eval_episodes: int | None = 200
+    """Episodes per split and evaluation (GP: fixed seeded hands; None = every hand)."""
+    splits: list[str] = field(default_factory=lambda: ["id", "rule_ood"])
+    sft_lr: float = 5e-4
+    sft_batch_size: int = 16
+    sft_data: int = 4_000
+    rl_lr: float = 5e-5
+    rl_episodes: int = 32
+    rl_epochs: int = 2
+    rl_temperature: float = 1.0
+    verify_iter: int | None = None
+    """None: the paper's budget (5 for GP, 2 for V-IRL), in training and evaluation."""
+    max_new_tokens: int = 64
+    prompt: str = "compact"
+    image_size: int = 112
+    branches: list[str] = field(default_factory=lambda: ["sft", "rl"])
+    from_base: bool = False
+    """RL (and SFT) start from the base model instead of Init (the paper's Fig. 9)."""
+    suboptimal: bool = False
+    """The SFT branch trains on sub-optimal multi-turn trajectories (Fig. 15)."""
+    overfit_init: bool = False
+    """Init is trained ``sft_steps`` steps instead of ``init_steps`` (Fig. 19's over-fitted start)."""
+    freeze: str = ""
+    """Vision tasks: ``"vision"`` freezes the vision tower during SFT (Fig. 16)."""
+    quick: bool = False
+    threads: int = 2
+    out: str = "runs"
+
+    @classmethod
+    def for_tier(
+        cls, tier: str = "tiny", task: str = "gp-l", *, quick: bool = False, **overrides: Any
+    ) -> StudyConfig:
+        """The pre-declared configuration of a tier and task (``quick``: minimal budgets)."""
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r}; expected one of {sorted(TASKS)}")
+        if tier not in TIER_DEFAULTS:
+            raise ValueError(f"unknown tier {tier!r}; expected one of {sorted(TIER_DEFAULTS)}")
+        values: dict[str, Any] = {"tier": tier, "task": task, "quick": quick}
+        values |= TIER_DEFAULTS[tier].get(task, {})
+        if quick:
+            values |= QUICK_BUDGET
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise ValueError(f"unknown StudyConfig fields {unknown}; known: {sorted(names)}")
+        return cls(**(values | overrides))
+
+    @property
+    def base_model(self) -> str:
+        if self.model:
+            return self.model
+        _family, vision = TASKS[self.task]
+        if self.tier == "tiny":
+            return "tiny-vlm" if vision else "tiny-text-gp"
+        raise ValueError(f"tier {self.tier!r} has no default model; pass model=<hub id or path>")
+
+    @property
+    def folder(self) -> Path:
+        name = self.experiment + (f"-{self.variant}" if self.variant else "")
+        return Path(self.out) / name / self.task
+
+
+TIER_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    "tiny": {
+        "gp-l": {},
+        "gp-vl": {"max_new_tokens": 80},
+        "virl-l": {"max_new_tokens": 48, "splits": ["id", "rule_ood"]},
+        "virl-vl": {"max_new_tokens": 48, "splits": ["id", "rule_ood", "mini"]},
+    },
+    "gpu": {},
+    "paper": {},
+}
+"""Per tier and task, the fields that differ from :class:`StudyConfig`'s defaults."""
+
+QUICK_BUDGET: dict[str, Any] = {
+    "seeds": [0],
+    "init_steps": 4,
+    "sft_steps": 4,
+    "rl_updates": 2,
+    "evals_per_branch": 1,
+    "eval_episodes": 8,
+    "sft_data": 64,
+    "rl_episodes": 8,
+    "rl_epochs": 1,
+    "max_new_tokens": 48,
+}
+"""``quick=True``: the whole chain with minimal budgets (the test suite runs it)."""
+
+
+# -- stages --------------------------------------------------------------------------------------
+
+
+def _label(run_dir: Path, config: StudyConfig, branch: str, seed: int, offset: float) -> None:
+    info = {
+        "experiment": config.experiment,
+        "variant": config.variant,
+        "task": config.task,
+        "branch": branch,
+        "seed": seed,
+        "gflops_offset": offset,
+        "study": asdict(config),
+    }
+    (run_dir / STUDY_FILE).write_text(json.dumps(info, indent=2) + "\n")
+
+
+def _final_gflops(run_dir: Path) -> float:
+    from sftvrl.runs import read_metric_records
+
+    records = read_metric_records(run_dir / "metrics.jsonl")
+    values = [r["gflops"] for r in records if "gflops" in r]
+    return float(values[-1]) if values else 0.0
+
+
+def _eval_settings(config: StudyConfig, rl: bool = False) -> dict[str, Any]:
+    """The same evaluation for both branches (RL takes ``verify_iter`` from its environment)."""
+    settings = {
+        "splits": list(config.splits),
+        "n_episodes": config.eval_episodes,
+        "max_new_tokens": config.max_new_tokens,
+        "batch_size": 64,
+    }
+    return settings if rl else settings | {"verify_iter": config.verify_iter}
+
+
+def _sft_run(
+    config: StudyConfig, name: str, model: str, steps: int, seed: int, every: int, suboptimal: bool
+) -> Path:
+    from sftvrl.models import ModelConfig
+    from sftvrl.train.sft import SFTData, SFTEval, SFTExperiment, SFTTrain, train_sft
+
+    experiment = SFTExperiment(
+        model=ModelConfig(name_or_path=model, seed=seed),
+        data=SFTData(
+            task=config.task,
+            n=config.sft_data,
+            prompt=config.prompt,
+            suboptimal=suboptimal,
+            image_size=config.image_size,
+            seed=seed,
+        ),
+        train=SFTTrain(
+            max_steps=steps,
+            learning_rate=config.sft_lr,
+            lr_scheduler="constant",
+            batch_size=config.sft_batch_size,
+            save_every=max(1, steps // 2),
+            log_every=max(1, min(10, steps)),
+            freeze_vision_tower=config.freeze == "vision",
+        ),
+        eval=SFTEval(every=every, **_eval_settings(config)),
+        output=str(config.folder),
+        name=name,
+        seed=seed,
+    )
+    if not (config.folder / name / "final").is_dir():
+        train_sft(experiment)
+    return config.folder / name
+
+
+def _rl_run(config: StudyConfig, name: str, model: str, seed: int, every: int) -> Path:
+    from sftvrl.models import ModelConfig
+    from sftvrl.train.ppo import PPOConfig, RLEnvConfig, RLEval, RLExperiment, train_ppo
+
+    experiment = RLExperiment(
+        model=ModelConfig(name_or_path=model, seed=seed),
+        env=RLEnvConfig(
+            task=config.task,
+            verify_iter=config.verify_iter,
+            prompt=config.prompt,
+            image_size=config.image_size,
+        ),
+        ppo=PPOConfig(
+            num_updates=config.rl_updates,
+            episodes_per_update=config.rl_episodes,
+            rollout_batch=config.rl_episodes,
+            ppo_epochs=config.rl_epochs,
+            mini_batch_size=16,
+            grad_accumulation=2,
+            learning_rate=config.rl_lr,
+            lr_min=config.rl_lr / 10,
+            lr_max_steps=config.rl_updates,
+            max_grad_norm=1.0,
+            temperature=config.rl_temperature,
+            top_p=1.0,
+            max_new_tokens=config.max_new_tokens,
+            value_hidden_sizes=(128, 64),
+        ),
+        eval=RLEval(every=every, temperature=0.0, seed=42, **_eval_settings(config, rl=True)),
+        save_every=every,
+        output=str(config.folder),
+        name=name,
+        seed=seed,
+    )
+    if not (config.folder / name / "final").is_dir():
+        train_ppo(experiment)
+    return config.folder / name
+
+
+def run_seed(config: StudyConfig, seed: int) -> list[Path]:
+    """Init, then the configured branches, for one seed; returns the run folders."""
+    import torch
+
+    torch.set_num_threads(config.threads)
+    base = config.base_model
+    runs = []
+    init_steps = config.sft_steps if config.overfit_init else config.init_steps
+    if config.from_base:
+        start, offset = base, 0.0
+    else:
+        init = _sft_run(config, f"init_s{seed}", base, init_steps, seed, init_steps, False)
+        _label(init, config, "init", seed, 0.0)
+        runs.append(init)
+        start, offset = str(init / "final"), _final_gflops(init)
+    if "sft" in config.branches:
+        every = max(1, config.sft_steps // config.evals_per_branch)
+        sft = _sft_run(
+            config, f"sft_s{seed}", start, config.sft_steps, seed, every, config.suboptimal
+        )
+        _label(sft, config, "sft", seed, offset)
+        runs.append(sft)
+    if "rl" in config.branches:
+        every = max(1, config.rl_updates // config.evals_per_branch)
+        rl = _rl_run(config, f"rl_s{seed}", start, seed, every)
+        _label(rl, config, "rl", seed, offset)
+        runs.append(rl)
+    return runs
+
+
+def run_study(config: StudyConfig) -> pd.DataFrame:
+    """Run (or resume) every seed of ``config``; return the tidy evaluation frame of its folder."""
+    unknown = sorted(set(config.branches) - {"sft", "rl"})
+    if unknown:
+        raise ValueError(f"unknown branches {unknown}; expected 'sft' and/or 'rl'")
+    for seed in config.seeds:
+        logger.info("study %s seed %d", config.folder, seed)
+        run_seed(config, seed)
+    return load_evals(config.folder)
+
+
+# -- results -------------------------------------------------------------------------------------
+
+_METRIC_PREFIXES = {
+    "success_": ("success", "success_outcomes"),
+    "route_": ("success", "route_outcomes"),
+    "per_step_": ("per_step", None),
+    "recognition_": ("recognition", None),
+    "numbers_read_": ("numbers_read", None),
+    "face_as_ten_": ("face_as_ten", None),
+}
+"""Evaluation record prefixes -> the frame's ``metric`` (and the key of per-episode outcomes)."""
+
+FRAME_COLUMNS = [
+    "experiment",
+    "variant",
+    "task",
+    "branch",
+    "seed",
+    "step",
+    "gflops",
+    "drift",
+    "split",
+    "metric",
+    "rate",
+    "k",
+    "n",
+    "se",
+    "ci_low",
+    "ci_high",
+    "outcomes",
+    "run",
+]
+
+
+def load_evals(root: str | Path) -> pd.DataFrame:
+    """Every evaluation under ``root`` as one tidy frame (one row per run, step, split, metric).
+
+    ``gflops`` counts from the start of post-training: a branch's own compute plus Init's, so
+    both branches start at Init's point on the x-axis, as in the paper's figures.
+    """
+    from sftvrl.runs import read_metric_records
+
+    rows = []
+    for label_path in sorted(Path(root).rglob(STUDY_FILE)):
+        run_dir = label_path.parent
+        label = json.loads(label_path.read_text())
+        for record in read_metric_records(run_dir / "metrics.jsonl"):
+            if "eval_split" not in record:
+                continue
+            for prefix, (metric, outcomes_key) in _METRIC_PREFIXES.items():
+                if f"{prefix}rate" not in record:
+                    continue
+                rows.append(
+                    {
+                        "experiment": label["experiment"],
+                        "variant": label["variant"],
+                        "task": label["task"],
+                        "branch": label["branch"],
+                        "seed": label["seed"],
+                        "step": record["step"],
+                        "gflops": label["gflops_offset"] + float(record.get("gflops", 0.0)),
+                        "drift": record.get("drift"),
+                        "split": record["eval_split"],
+                        "metric": metric,
+                        "rate": record[f"{prefix}rate"],
+                        "k": record[f"{prefix}k"],
+                        "n": record[f"{prefix}n"],
+                        "se": record[f"{prefix}se"],
+                        "ci_low": record[f"{prefix}ci_low"],
+                        "ci_high": record[f"{prefix}ci_high"],
+                        "outcomes": record.get(outcomes_key) if outcomes_key else None,
+                        "run": str(run_dir),
+                    }
+                )
+    frame = pd.DataFrame(rows, columns=FRAME_COLUMNS)
+    return frame.drop_duplicates(["run", "step", "split", "metric"], keep="last").reset_index(
+        drop=True
+    )
+
+
+def final_table(frame: pd.DataFrame, metric: str = "success") -> pd.DataFrame:
+    """Init, and each branch at its last evaluation, per task and split: seeds pooled (k, n summed),
+    with the pooled Wilson interval and the per-seed rates."""
+    from sftvrl.eval import wilson_interval
+
+    rows = []
+    subset = frame[frame["metric"] == metric]
+    for (task, split, branch), group in subset.groupby(["task", "split", "branch"]):
+        last = group.sort_values("step").groupby("seed").tail(1)
+        k, n = int(last["k"].sum()), int(last["n"].sum())
+        low, high = wilson_interval(k, n)
+        rows.append(
+            {
+                "task": task,
+                "split": split,
+                "branch": branch,
+                "seeds": len(last),
+                "rate": k / n if n else float("nan"),
+                "ci_low": low,
+                "ci_high": high,
+                "per_seed": ", ".join(f"{r:.3f}" for r in last.sort_values("seed")["rate"]),
+                "gflops": float(last["gflops"].mean()),
+                "drift": float(last["drift"].mean()) if last["drift"].notna().any() else None,
+            }
+        )
+    order = {b: i for i, b in enumerate(BRANCHES)}
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    table["order"] = table["branch"].map(order)
+    return (
+        table.sort_values(["task", "split", "order"]).drop(columns="order").reset_index(drop=True)
+    )
+
+
+def show_table(frame: pd.DataFrame, metric: str = "success") -> Any:
+    """:func:`final_table` as a percentage table for a notebook."""
+    table = final_table(frame, metric)
+    if table.empty:
+        return table
+    shown = table.copy()
+    for column in ("rate", "ci_low", "ci_high"):
+        shown[column] = (100 * shown[column]).round(1)
+    return shown
+
+
+__all__ = [
+    "FRAME_COLUMNS",
+    "StudyConfig",
+    "final_table",
+    "load_evals",
+    "run_seed",
+    "run_study",
+    "show_table",
+]

@@ -1,0 +1,246 @@
+"""Pretraining the tiny tier's foundation model from scratch on the synthetic corpus.
+
+A plain loop a reader can hold in their head (nanoGPT-style): a fixed, seeded corpus is tokenised
+once with the chat template (loss on assistant tokens only, as SFT does), then AdamW with linear
+warm-up and cosine decay runs over shuffled mini-batches. Everything is a function of the config,
+so the same config gives the same weights on the same machine and thread count. The result is a
+plain Hugging Face checkpoint folder (``load_policy`` reads it like any hub model) with a
+``foundation.json`` manifest: the config, the corpus hash, the exact command and the scores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from sftvrl.data import content_hash
+from sftvrl.tiny.corpus import GPCorpusConfig, gp_corpus
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "foundation.json"
+
+
+@dataclass
+class PretrainConfig:
+    """Everything that decides the foundation checkpoint (hyper-parameters in one place)."""
+
+    family: str = "general_points"
+    n_examples: int = 32_000
+    corpus_seed: int = 0
+    corpus: GPCorpusConfig = field(default_factory=GPCorpusConfig)
+    model_seed: int = 0
+    steps: int = 1_200
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    threads: int = 2
+    shuffle_seed: int = 0
+
+
+@dataclass
+class TokenisedCorpus:
+    """Token ids and loss masks of every example (lists of python ints, unpadded)."""
+
+    input_ids: list[list[int]]
+    loss_mask: list[list[int]]
+    sha256: str
+
+    def batch(self, indices: list[int], pad_id: int) -> dict[str, torch.Tensor]:
+        """Right-padded tensors for one mini-batch; labels are -100 outside assistant tokens.
+
+        No attention mask: with padding on the right, causal attention never lets a real token
+        see a pad, so the loss is exactly that of a masked batch, and the unmasked attention
+        kernel is about 1.4x faster on CPU.
+        """
+        width = max(len(self.input_ids[i]) for i in indices)
+        ids = torch.full((len(indices), width), pad_id, dtype=torch.long)
+        labels = torch.full((len(indices), width), -100, dtype=torch.long)
+        for row, i in enumerate(indices):
+            seq = torch.tensor(self.input_ids[i])
+            mask = torch.tensor(self.loss_mask[i], dtype=torch.bool)
+            ids[row, : len(seq)] = seq
+            labels[row, : len(seq)] = torch.where(mask, seq, torch.tensor(-100))
+        return {"input_ids": ids, "labels": labels}
+
+
+def build_corpus(config: PretrainConfig) -> list[dict[str, Any]]:
+    """The corpus chats for ``config`` (only GeneralPoints so far)."""
+    if config.family != "general_points":
+        raise ValueError(f"no foundation corpus for family {config.family!r}; use 'general_points'")
+    return gp_corpus(config.n_examples, seed=config.corpus_seed, config=config.corpus)
+
+
+def tokenise(examples: list[dict[str, Any]], tokenizer: Any) -> TokenisedCorpus:
+    """Apply the chat template to every chat; mark assistant tokens (and their end) for the loss."""
+    input_ids, loss_mask = [], []
+    for example in tqdm(examples, desc="tokenise", leave=False):
+        encoded = tokenizer.apply_chat_template(
+            example["messages"], tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+        )
+        input_ids.append(list(encoded["input_ids"]))
+        loss_mask.append(list(encoded["assistant_masks"]))
+    return TokenisedCorpus(input_ids, loss_mask, content_hash(examples))
+
+
+def cosine_lr(step: int, config: PretrainConfig) -> float:
+    """Linear warm-up to the peak, then cosine decay to ``min_lr_ratio`` of it."""
+    if step < config.warmup_steps:
+        return config.learning_rate * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    ratio = config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (
+        1 + math.cos(math.pi * progress)
+    )
+    return config.learning_rate * ratio
+
+
+def batch_order(lengths: list[int], config: PretrainConfig) -> list[list[int]]:
+    """The mini-batches of every step: seeded shuffles, grouped by length, batches shuffled.
+
+    Revision chats are three times longer than single answers; batching similar lengths
+    together (within windows of ``BUCKET_BATCHES`` batches) avoids paying for padding.
+    """
+    rng = random.Random(config.shuffle_seed)
+    size = config.batch_size
+    batches: list[list[int]] = []
+    while len(batches) < config.steps:
+        epoch = list(range(len(lengths)))
+        rng.shuffle(epoch)
+        window = size * BUCKET_BATCHES
+        for start in range(0, len(epoch) - size + 1, window):
+            chunk = sorted(epoch[start : start + window], key=lengths.__getitem__)
+            group = [chunk[i : i + size] for i in range(0, len(chunk) - size + 1, size)]
+            rng.shuffle(group)
+            batches += group
+    return batches[: config.steps]
+
+
+BUCKET_BATCHES = 32
+
+
+@dataclass
+class PretrainExperiment:
+    """``sftvrl pretrain-tiny``: the pretraining config, where to save, and how to score it."""
+
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    out: str = "data/tiny/tiny-text-gp"
+    eval_episodes: int | None = None
+    """Hands per split for the base model's scores (None: every hand of the split)."""
+
+
+@dataclass
+class PretrainResult:
+    path: Path
+    losses: list[float]
+    seconds: float
+    corpus_sha256: str
+    weights_sha256: str
+    scores: dict[str, float]
+
+
+def pretrain(
+    config: PretrainConfig,
+    out: str | Path,
+    *,
+    command: str = "",
+    on_log: Callable[[int, float], None] | None = None,
+    log_every: int = 50,
+    eval_episodes: int | None = None,
+) -> PretrainResult:
+    """Pretrain a fresh tiny text model on the corpus and save it (with its manifest) to ``out``."""
+    from sftvrl.models import ModelConfig, load_policy
+
+    torch.set_num_threads(config.threads)
+    torch.manual_seed(config.model_seed)
+    policy = load_policy(ModelConfig(name_or_path="tiny-text", seed=config.model_seed))
+    model, tokenizer = policy.model, policy.tokenizer
+    corpus = tokenise(build_corpus(config), tokenizer)
+    optimiser = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    model.train()
+    losses: list[float] = []
+    start = time.perf_counter()
+    progress = tqdm(batch_order([len(ids) for ids in corpus.input_ids], config), desc="pretrain", leave=False)
+    for step, indices in enumerate(progress):
+        for group in optimiser.param_groups:
+            group["lr"] = cosine_lr(step, config)
+        loss = model(**corpus.batch(indices, tokenizer.pad_token_id)).loss
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+        optimiser.step()
+        losses.append(loss.item())
+        if (step + 1) % log_every == 0:
+            mean = sum(losses[-log_every:]) / log_every
+            progress.set_postfix(loss=f"{mean:.4f}")
+            logger.info("pretrain step %d loss %.4f", step + 1, mean)
+            if on_log is not None:
+                on_log(step + 1, mean)
+    seconds = time.perf_counter() - start
+    model.eval()
+    out = Path(out)
+    policy.save(out)
+    weights = weights_sha256(out)
+    scores = score_foundation(policy, n_episodes=eval_episodes)
+    manifest = {
+        "config": asdict(config),
+        "corpus_sha256": corpus.sha256,
+        "weights_sha256": weights,
+        "command": command,
+        "train_seconds": round(seconds, 1),
+        "final_loss": sum(losses[-log_every:]) / min(log_every, len(losses)),
+        "loss_curve": [
+            round(sum(losses[i : i + log_every]) / len(losses[i : i + log_every]), 4)
+            for i in range(0, len(losses), log_every)
+        ],
+        "torch": torch.__version__,
+        "scores": scores,
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return PretrainResult(out, losses, seconds, corpus.sha256, weights, scores)
+
+
+def score_foundation(policy: Any, *, n_episodes: int | None = None) -> dict[str, float]:
+    """The base model's GP-L success (greedy, one try and five tries) on ID and rule OOD.
+
+    The base model never saw either rule, so these are its zero-shot scores before post-training.
+    """
+    from sftvrl.eval import evaluate_task
+    from sftvrl.train.generation import PolicyResponder, SamplingConfig
+
+    responder = PolicyResponder(policy, SamplingConfig(max_new_tokens=64, temperature=0.0))
+    scores: dict[str, float] = {}
+    for split in ("id", "rule_ood"):
+        for tries in (1, 5):
+            result = evaluate_task(
+                responder, "gp-l", split, n_episodes=n_episodes, verify_iter=tries, prompt="compact"
+            )
+            scores[f"{split}_success_at_{tries}"] = result.success.value
+            scores[f"{split}_n"] = result.success.n
+    return scores
+
+
+def weights_sha256(folder: str | Path) -> str:
+    """SHA-256 of a checkpoint's weight file(s), to check a shipped checkpoint is the one built."""
+    digest = hashlib.sha256()
+    files = sorted(Path(folder).glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"no .safetensors file in {folder}")
+    for path in files:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()

@@ -1,0 +1,121 @@
+"""The tiny tier's foundation: general face-card rules, the corpus, and the pretraining loop."""
+
+import json
+
+import pytest
+import torch
+
+from sftvrl.envs.general_points import Rules, number_multisets, verify
+from sftvrl.envs.general_points.cards import Hand
+from sftvrl.prompts.general_points import task_prompt
+from sftvrl.tiny.corpus import HELD_OUT_FACES, GPCorpusConfig, gp_corpus
+from sftvrl.tiny.pretrain import (
+    MANIFEST,
+    PretrainConfig,
+    TokenisedCorpus,
+    batch_order,
+    cosine_lr,
+    pretrain,
+    tokenise,
+)
+
+
+def test_rules_accept_any_face_values_and_keep_the_paper_wording():
+    assert Rules.id().face_card_message == "'J', 'Q', and 'K' count as '10'."
+    assert Rules.rule_ood().face_card_message == (
+        "'J', 'Q', and 'K' count as '11', '12', and '13' respectively."
+    )
+    rules = Rules(face=(5, 7, 2))
+    assert [rules.value(r) for r in ("J", "Q", "K", "A", "10")] == [5, 7, 2, 1, 10]
+    assert "J Q K count as 5 7 2." in task_prompt(
+        Hand.from_cards(["SJ", "H3", "C4", "D5"], rules), layout="compact"
+    )
+    assert Rules(face=[4, 4, 4]).face == (4, 4, 4)  # YAML lists become tuples
+    with pytest.raises(ValueError, match="three ints"):
+        Rules(face=(0, 12, 13))
+
+
+def test_general_rules_deal_verify_and_enumerate():
+    rules = Rules(face=(13, 1, 6), require_face=True)
+    multisets = number_multisets(rules)
+    assert multisets and all({13, 1, 6} & set(m) for m in multisets)
+    hand = Hand.from_cards(["SJ", "HQ", "CK", "D4"], Rules(face=(13, 1, 6)))
+    assert hand.numbers == (13, 1, 6, 4)
+    assert verify('{"formula": "(13-1)*(6-4)"}', hand).success
+    # the paper's presets are unchanged: 566 ID and 796 rule-OOD solvable multisets
+    assert len(number_multisets(Rules.id())) == 566
+    assert len(number_multisets(Rules.rule_ood())) == 796
+
+
+def test_corpus_never_states_the_studys_rules_and_is_deterministic():
+    examples = gp_corpus(300, seed=5)
+    assert examples == gp_corpus(300, seed=5)
+    assert examples != gp_corpus(300, seed=6)
+    faces = {tuple(e["face"]) for e in examples}
+    assert not faces & HELD_OUT_FACES
+    assert any(max(f) > 10 for f in faces)  # values 11-13 appear on other rules
+    prompts = [e["messages"][0]["content"] for e in examples]
+    assert not any("count as 10." in p or "count as 11 12 13." in p for p in prompts)
+    revisions = [e for e in examples if len(e["messages"]) > 2]
+    assert 0.1 < len(revisions) / len(examples) < 0.4
+    for example in revisions:
+        assert example["messages"][2]["content"].startswith("You failed this trial because")
+    targets = {e["target"] for e in examples}
+    assert 24 in targets and len(targets) > 3
+
+
+def test_corpus_answers_are_correct_under_their_own_rule():
+    for example in gp_corpus(100, seed=1, config=GPCorpusConfig(revision=0.0)):
+        rules = Rules(face=tuple(example["face"]), target=example["target"])
+        hand = Hand.from_cards(example["cards"], rules)
+        assert verify(example["messages"][-1]["content"], hand).success
+
+
+def test_batches_group_lengths_and_cover_the_corpus():
+    lengths = [10] * 500 + [100] * 500
+    config = PretrainConfig(steps=15, batch_size=64)
+    batches = batch_order(lengths, config)
+    assert len(batches) == 15 and all(len(b) == 64 for b in batches)
+    mixed = sum(len({lengths[i] for i in b}) > 1 for b in batches)
+    assert mixed <= 2  # at most the batch that straddles a length boundary in a window
+    assert batch_order(lengths, config) == batches
+
+
+def test_cosine_schedule_warms_up_and_decays():
+    config = PretrainConfig(steps=100, warmup_steps=10, learning_rate=1e-3, min_lr_ratio=0.1)
+    assert cosine_lr(0, config) == pytest.approx(1e-4)
+    assert cosine_lr(9, config) == pytest.approx(1e-3)
+    assert cosine_lr(99, config) == pytest.approx(1e-4, rel=0.05)
+
+
+def test_unmasked_right_padding_gives_the_masked_loss():
+    from sftvrl.models import ModelConfig, load_policy
+
+    policy = load_policy(ModelConfig(name_or_path="tiny-text"))
+    corpus = tokenise(gp_corpus(4, seed=2), policy.tokenizer)
+    batch = corpus.batch([0, 1, 2, 3], policy.tokenizer.pad_token_id)
+    attention = (batch["labels"] != -100) | (batch["input_ids"] != policy.tokenizer.pad_token_id)
+    with torch.no_grad():
+        plain = policy.model(**batch).loss
+        masked = policy.model(**batch, attention_mask=attention.long()).loss
+    assert plain.item() == pytest.approx(masked.item(), rel=1e-5)
+    assert isinstance(corpus, TokenisedCorpus) and len(corpus.sha256) == 64
+
+
+def test_pretraining_learns_and_writes_a_loadable_checkpoint_with_its_manifest(tmp_path):
+    from sftvrl.models import ModelConfig, load_policy
+
+    config = PretrainConfig(
+        n_examples=256, steps=30, batch_size=16, warmup_steps=5, learning_rate=3e-3, threads=1
+    )
+    result = pretrain(config, tmp_path / "a", command="sftvrl pretrain-tiny test", eval_episodes=4)
+    assert sum(result.losses[-5:]) / 5 < sum(result.losses[:5]) / 5 - 1.0
+    manifest = json.loads((tmp_path / "a" / MANIFEST).read_text())
+    assert manifest["command"] == "sftvrl pretrain-tiny test"
+    assert manifest["weights_sha256"] == result.weights_sha256
+    assert manifest["corpus_sha256"] == result.corpus_sha256
+    assert set(manifest["scores"]) >= {"id_success_at_1", "rule_ood_success_at_5"}
+    policy = load_policy(ModelConfig(name_or_path=str(tmp_path / "a")))
+    assert not policy.vision and policy.tokenizer.chat_template
+    again = pretrain(config, tmp_path / "b", eval_episodes=4)
+    assert again.weights_sha256 == result.weights_sha256  # same config, same weights
