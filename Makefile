@@ -1,4 +1,7 @@
-# Two commands matter: `make test` (tests) and, once it lands, `make reproduce` (the main job).
+# Two commands matter: `make reproduce` (the main job: every notebook, every figure, resumable)
+# and `make test` (ruff + pytest, then the whole reproduce chain with minimal budgets).
+#   make reproduce [TIER=tiny|gpu|paper] [JOBS=N] [QUICK=1] [MODEL=<hf id or folder>] [OUT=dir]
+# QUICK=1 writes to build/quick unless OUT is given, so a smoke run never overwrites figures/.
 # Everything installs into .venv from scratch; torch is pinned first so pip never pulls CUDA.
 PYTHON ?= python3
 VENV := .venv
@@ -9,7 +12,13 @@ export TRANSFORMERS_OFFLINE := 1
 export TRL_EXPERIMENTAL_SILENCE := 1
 export TRANSFORMERS_VERBOSITY := error
 
-.PHONY: install test lint format bench browser-test clean
+TIER ?= tiny
+JOBS ?= 1
+QUICK ?=
+MODEL ?=
+OUT ?= $(if $(QUICK),build/quick,figures)
+
+.PHONY: install test reproduce lint format bench browser-test clean
 
 install: $(STAMP)
 
@@ -24,6 +33,11 @@ test: $(STAMP)
 	$(BIN)/ruff check sftvrl tests benchmarks
 	$(BIN)/ruff format --check sftvrl tests benchmarks
 	$(BIN)/python -m pytest
+	rm -rf build/quick
+	$(MAKE) --no-print-directory reproduce QUICK=1 TIER=tiny MODEL= OUT=build/quick
+
+reproduce: $(STAMP)
+	$(BIN)/sftvrl reproduce --tier $(TIER) --jobs $(JOBS) --out $(OUT) $(if $(QUICK),--quick) $(if $(MODEL),--model $(MODEL))
 
 lint: $(STAMP)
 	$(BIN)/ruff check sftvrl tests benchmarks

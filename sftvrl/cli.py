@@ -1,10 +1,12 @@
-"""The ``sftvrl`` command: ``sft``, ``rl``, ``eval``; configs from YAML plus ``a.b=c`` overrides.
+"""The ``sftvrl`` command: ``sft``, ``rl``, ``eval``, ``pretrain-tiny``; YAML configs + ``a.b=c``.
 
     sftvrl sft --config sftvrl/configs/tiny/gp_l_sft.yaml train.max_steps=10
     sftvrl rl --config sftvrl/configs/tiny/gp_l_rl.yaml model.name_or_path=runs/gp_l_sft/final
     sftvrl grpo --config sftvrl/configs/tiny/gp_l_grpo.yaml model.name_or_path=runs/gp_l_sft/final
     sftvrl eval --config sftvrl/configs/tiny/gp_l_eval.yaml model.name_or_path=runs/gp_l_sft/final
+    sftvrl pretrain-tiny     # rebuilds the shipped tiny foundation checkpoint (data/tiny/)
     sftvrl sft --help        # every option with its default
+    sftvrl reproduce --tier tiny --jobs 2 --out figures   # every notebook, every figure (flags)
 
 Several processes: ``accelerate launch --config_file sftvrl/configs/accelerate/<setup>.yaml
 -m sftvrl.cli rl ...`` (setups for 1 GPU, 8 GPUs with ZeRO-2, several nodes, 2 CPU processes).
@@ -117,6 +119,30 @@ def run_grpo_command(config: Any) -> dict[str, Any]:
     return {"run": str(result.run.path), "final": str(result.final_dir), **result.metrics}
 
 
+def run_pretrain_command(config: Any) -> dict[str, Any]:
+    from sftvrl.tiny.pretrain import pretrain
+
+    changed = _changed_options(config)
+    command = " ".join(["sftvrl pretrain-tiny", *changed])
+    result = pretrain(
+        config.pretrain, config.out, command=command, eval_episodes=config.eval_episodes
+    )
+    return {"out": str(result.path), "seconds": round(result.seconds, 1), **result.scores}
+
+
+def _changed_options(config: Any) -> list[str]:
+    """The ``key=value`` overrides that turn the defaults into ``config`` (to record a command)."""
+    defaults = flatten_config(config_to_dict(type(config)()))
+    current = flatten_config(config_to_dict(config))
+    return [f"{k}={json.dumps(v)}" for k, v in current.items() if defaults.get(k) != v]
+
+
+def _pretrain_class() -> type:
+    from sftvrl.tiny.pretrain import PretrainExperiment
+
+    return PretrainExperiment
+
+
 def _grpo_class() -> type:
     from sftvrl.train.grpo import GRPOExperiment
 
@@ -140,6 +166,11 @@ COMMANDS: dict[str, tuple[str, Callable[[], type], Callable[[Any], Any]]] = {
     "rl": ("multi-turn PPO with a value head (the RL branch)", _rl_class, run_rl_command),
     "grpo": ("RL with TRL's GRPO through the environment adapter", _grpo_class, run_grpo_command),
     "eval": ("evaluate a policy on a task's ID / OOD splits", lambda: EvalExperiment, run_eval),
+    "pretrain-tiny": (
+        "pretrain the tiny tier's foundation model on the synthetic corpus",
+        _pretrain_class,
+        run_pretrain_command,
+    ),
 }
 
 
@@ -159,6 +190,57 @@ def _options_help(cls: type) -> str:
     return "options (key=value overrides) and their defaults:\n" + "\n".join(lines)
 
 
+REPRODUCE_HELP = "run every notebook with papermill and regenerate the figures"
+
+
+def run_reproduce(argv: Sequence[str]) -> int:
+    """``sftvrl reproduce``: flags rather than ``key=value`` (it runs notebooks, not one config).
+
+    Prints one line per job and, last, a JSON summary; exits 1 when a job failed, 2 on a request
+    that cannot run (an unknown job name, a bad tier).
+    """
+    import textwrap
+
+    from sftvrl.reproduce import TIERS, KernelError, ReproduceError, build_plan, reproduce
+
+    names = ", ".join(job.name for job in build_plan())
+    parser = argparse.ArgumentParser(
+        prog="sftvrl reproduce",
+        description=REPRODUCE_HELP,
+        epilog="jobs, in order:\n" + textwrap.fill(names, 78, break_on_hyphens=False),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--tier", choices=TIERS, default="tiny", help="model size (default tiny)")
+    parser.add_argument("--quick", action="store_true", help="smallest budgets: a smoke test")
+    parser.add_argument("--jobs", type=int, default=1, help="notebooks run at once (default 1)")
+    parser.add_argument("--out", default="figures", help="figures, executed notebooks, report")
+    parser.add_argument("--model", default=None, help="HF id or folder instead of the tier's")
+    parser.add_argument("--runs", default=None, help="run-folder root (default runs/<tier>)")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="jobs (or glob patterns) to run")
+    args = parser.parse_args(list(argv))
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        report = reproduce(
+            args.tier,
+            quick=args.quick,
+            jobs=args.jobs,
+            out=args.out,
+            model=args.model,
+            only=args.only,
+            runs=args.runs,
+        )
+    except (ReproduceError, KernelError) as error:
+        print(f"sftvrl reproduce: {error}", file=sys.stderr)
+        return 2
+    for job in report.jobs:
+        timing = "" if job.wall_s is None else f" {job.wall_s:.0f} s, {job.peak_rss_mib} MiB"
+        error = f" - {job.error}" if job.error else ""
+        print(f"{job.status:8s} {job.name}{timing}{error}")
+    report_path = Path(report.out) / "reproduce_report.json"
+    print(json.dumps({"report": str(report_path), "ok": report.ok, "failed": report.failed}))
+    return 0 if report.ok else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sftvrl`` command."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -170,9 +252,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("command", choices=sorted(COMMANDS), help="what to run")
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
-        print("\ncommands:\n" + "\n".join(f"  {k:6s} {v[0]}" for k, v in COMMANDS.items()))
+        print("\ncommands:\n" + "\n".join(f"  {k:13s} {v[0]}" for k, v in COMMANDS.items()))
+        print(f"  {'reproduce':13s} {REPRODUCE_HELP}")
         return 0
     command, rest = argv[0], argv[1:]
+    if command == "reproduce":
+        return run_reproduce(rest)
     if command not in COMMANDS:
         parser.error(f"unknown command {command!r}; choose from {sorted(COMMANDS)}")
     description, config_class, action = COMMANDS[command]

@@ -14,8 +14,10 @@ both branches: nothing here is tuned per finding.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -128,15 +130,17 @@ TIER_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
 
 QUICK_BUDGET: dict[str, Any] = {
     "seeds": [0],
-    "init_steps": 4,
-    "sft_steps": 4,
-    "rl_updates": 2,
+    "init_steps": 2,
+    "sft_steps": 2,
+    "rl_updates": 1,
     "evals_per_branch": 1,
-    "eval_episodes": 8,
-    "sft_data": 64,
-    "rl_episodes": 8,
+    "eval_episodes": 4,
+    "sft_data": 32,
+    "sft_batch_size": 8,
+    "rl_episodes": 4,
     "rl_epochs": 1,
-    "max_new_tokens": 48,
+    "max_new_tokens": 24,
+    "verify_iter": 2,
 }
 """``quick=True``: the whole chain with minimal budgets (the test suite runs it)."""
 
@@ -144,7 +148,15 @@ QUICK_BUDGET: dict[str, Any] = {
 # -- stages --------------------------------------------------------------------------------------
 
 
-def _label(run_dir: Path, config: StudyConfig, branch: str, seed: int, offset: float) -> None:
+def _label(
+    run_dir: Path,
+    config: StudyConfig,
+    branch: str,
+    seed: int,
+    offset: float,
+    source: Path | None = None,
+) -> None:
+    """Say what a run is; ``source``: the label points at a shared run folder elsewhere."""
     info = {
         "experiment": config.experiment,
         "variant": config.variant,
@@ -154,6 +166,8 @@ def _label(run_dir: Path, config: StudyConfig, branch: str, seed: int, offset: f
         "gflops_offset": offset,
         "study": asdict(config),
     }
+    if source is not None:
+        info["source"] = os.path.relpath(source, run_dir)
     (run_dir / STUDY_FILE).write_text(json.dumps(info, indent=2) + "\n")
 
 
@@ -177,8 +191,17 @@ def _eval_settings(config: StudyConfig, rl: bool = False) -> dict[str, Any]:
 
 
 def _sft_run(
-    config: StudyConfig, name: str, model: str, steps: int, seed: int, every: int, suboptimal: bool
+    config: StudyConfig,
+    name: str,
+    model: str,
+    steps: int,
+    seed: int,
+    every: int,
+    suboptimal: bool,
+    folder: Path | None = None,
 ) -> Path:
+    """One SFT run (Init or the SFT branch) in ``folder`` (default: the study's), unless done."""
+    folder = folder or config.folder
     from sftvrl.models import ModelConfig
     from sftvrl.train.sft import SFTData, SFTEval, SFTExperiment, SFTTrain, train_sft
 
@@ -202,13 +225,13 @@ def _sft_run(
             freeze_vision_tower=config.freeze == "vision",
         ),
         eval=SFTEval(every=every, **_eval_settings(config)),
-        output=str(config.folder),
+        output=str(folder),
         name=name,
         seed=seed,
     )
-    if not (config.folder / name / "final").is_dir():
+    if not (folder / name / "final").is_dir():
         train_sft(experiment)
-    return config.folder / name
+    return folder / name
 
 
 def _rl_run(config: StudyConfig, name: str, model: str, seed: int, every: int) -> Path:
@@ -250,8 +273,27 @@ def _rl_run(config: StudyConfig, name: str, model: str, seed: int, every: int) -
     return config.folder / name
 
 
+def _init_folder(config: StudyConfig, init_steps: int) -> Path:
+    """Where Init lives: shared by every experiment whose Init is the same (same base model,
+    budget, data and evaluation), as in the paper, where all branches and ablations of a task
+    start from one Init checkpoint."""
+    identity = {
+        "task": config.task,
+        "model": config.base_model,
+        "init_steps": init_steps,
+        "sft_lr": config.sft_lr,
+        "sft_batch_size": config.sft_batch_size,
+        "sft_data": config.sft_data,
+        "prompt": config.prompt,
+        "image_size": config.image_size,
+        "eval": _eval_settings(config),
+    }
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
+    return Path(config.out) / "init" / config.task / digest
+
+
 def run_seed(config: StudyConfig, seed: int) -> list[Path]:
-    """Init, then the configured branches, for one seed; returns the run folders."""
+    """Init (shared, see :func:`_init_folder`), then the configured branches, for one seed."""
     import torch
 
     torch.set_num_threads(config.threads)
@@ -261,8 +303,11 @@ def run_seed(config: StudyConfig, seed: int) -> list[Path]:
     if config.from_base:
         start, offset = base, 0.0
     else:
-        init = _sft_run(config, f"init_s{seed}", base, init_steps, seed, init_steps, False)
-        _label(init, config, "init", seed, 0.0)
+        shared = _init_folder(config, init_steps)
+        init = _sft_run(config, f"init_s{seed}", base, init_steps, seed, init_steps, False, shared)
+        pointer = config.folder / f"init_s{seed}"
+        pointer.mkdir(parents=True, exist_ok=True)
+        _label(pointer, config, "init", seed, 0.0, source=init)
         runs.append(init)
         start, offset = str(init / "final"), _final_gflops(init)
     if "sft" in config.branches:
@@ -335,8 +380,10 @@ def load_evals(root: str | Path) -> pd.DataFrame:
 
     rows = []
     for label_path in sorted(Path(root).rglob(STUDY_FILE)):
-        run_dir = label_path.parent
         label = json.loads(label_path.read_text())
+        run_dir = label_path.parent
+        if "source" in label:  # a shared run (Init) seen from this study
+            run_dir = (run_dir / label["source"]).resolve()
         for record in read_metric_records(run_dir / "metrics.jsonl"):
             if "eval_split" not in record:
                 continue
@@ -372,38 +419,44 @@ def load_evals(root: str | Path) -> pd.DataFrame:
 
 
 def final_table(frame: pd.DataFrame, metric: str = "success") -> pd.DataFrame:
-    """Init, and each branch at its last evaluation, per task and split: seeds pooled (k, n summed),
-    with the pooled Wilson interval and the per-seed rates."""
-    from sftvrl.eval import wilson_interval
+    """Init, SFT and RL per task and split: at the equal-compute point (the largest GFLOPs both
+    branches reached) and at each branch's last evaluation; seeds pooled (k and n summed) with
+    the pooled Wilson interval, the per-seed rates, the compute and the drift from Init."""
+    from sftvrl.figures import at_compute, equal_compute_point, init_rows, pool
 
     rows = []
     subset = frame[frame["metric"] == metric]
-    for (task, split, branch), group in subset.groupby(["task", "split", "branch"]):
-        last = group.sort_values("step").groupby("seed").tail(1)
-        k, n = int(last["k"].sum()), int(last["n"].sum())
-        low, high = wilson_interval(k, n)
-        rows.append(
-            {
-                "task": task,
-                "split": split,
-                "branch": branch,
-                "seeds": len(last),
-                "rate": k / n if n else float("nan"),
-                "ci_low": low,
-                "ci_high": high,
-                "per_seed": ", ".join(f"{r:.3f}" for r in last.sort_values("seed")["rate"]),
-                "gflops": float(last["gflops"].mean()),
-                "drift": float(last["drift"].mean()) if last["drift"].notna().any() else None,
-            }
-        )
-    order = {b: i for i, b in enumerate(BRANCHES)}
-    table = pd.DataFrame(rows)
-    if table.empty:
-        return table
-    table["order"] = table["branch"].map(order)
-    return (
-        table.sort_values(["task", "split", "order"]).drop(columns="order").reset_index(drop=True)
-    )
+    for (task, split), group in subset.groupby(["task", "split"], sort=False):
+        point = equal_compute_point(group)
+        series = {"init": ("start", init_rows(group))}
+        for branch in ("sft", "rl"):
+            mine = group[group["branch"] == branch]
+            if point is not None and not mine.empty:
+                series[f"{branch} @ equal compute"] = (branch, at_compute(mine, point))
+            last = mine.sort_values("step").groupby("seed").tail(1)
+            series[f"{branch} @ last"] = (branch, last)
+        for label, (_, chosen) in series.items():
+            estimate = pool(chosen)
+            if estimate is None:
+                continue
+            per_seed = chosen.sort_values("seed")
+            rows.append(
+                {
+                    "task": task,
+                    "split": split,
+                    "branch": label,
+                    "seeds": estimate.seeds,
+                    "rate": estimate.rate,
+                    "ci_low": estimate.low,
+                    "ci_high": estimate.high,
+                    "per_seed": ", ".join(f"{r:.3f}" for r in per_seed["rate"]),
+                    "gflops": float(per_seed["gflops"].mean()),
+                    "drift": float(per_seed["drift"].mean())
+                    if per_seed["drift"].notna().any()
+                    else None,
+                }
+            )
+    return pd.DataFrame(rows)
 
 
 def show_table(frame: pd.DataFrame, metric: str = "success") -> Any:
@@ -417,12 +470,57 @@ def show_table(frame: pd.DataFrame, metric: str = "success") -> Any:
     return shown
 
 
+def concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Several studies' frames as one (empty frames are fine)."""
+    kept = [f for f in frames if not f.empty]
+    if not kept:
+        return pd.DataFrame(columns=FRAME_COLUMNS)
+    return pd.concat(kept, ignore_index=True)
+
+
+def pick_init_steps(frame: pd.DataFrame, low: float = 0.3, high: float = 0.6) -> int:
+    """The shortest Init (variants ``init-<steps>``) whose ID success lies in ``[low, high]``.
+
+    The pre-declared calibration rule of the tiny tier: an Init that leaves RL signal and SFT
+    room. When no length lands inside, the one whose success is closest to the interval.
+    """
+    rows = frame[(frame["branch"] == "init") & (frame["split"] == "id")]
+    rows = rows[(rows["metric"] == "success") & rows["variant"].str.startswith("init-")]
+    if rows.empty:
+        raise ValueError("no Init evaluations of variants 'init-<steps>' in the frame")
+    last = rows.sort_values("step").groupby("variant").tail(1)
+    candidates = sorted(
+        (int(v.split("-", 1)[1]), r) for v, r in zip(last["variant"], last["rate"], strict=True)
+    )
+    inside = [steps for steps, rate in candidates if low <= rate <= high]
+    if inside:
+        return inside[0]
+    return min(candidates, key=lambda c: (max(low - c[1], c[1] - high), c[0]))[0]
+
+
+def trajectory_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every evaluation point of every run as one row: compute, drift, ID and OOD success, and the
+    rule-reading diagnostics on OOD (seeds not pooled), ordered by branch, seed and step."""
+    keys = ["task", "branch", "variant", "seed", "step"]
+    wide = frame.pivot_table(index=keys, columns=["split", "metric"], values="rate", aggfunc="last")
+    wide.columns = [f"{split} {metric}" for split, metric in wide.columns]
+    extra = frame.groupby(keys)[["gflops", "drift"]].last()
+    table = extra.join(wide).reset_index()
+    order = {b: i for i, b in enumerate(BRANCHES)}
+    table["_order"] = table["branch"].map(order)
+    table = table.sort_values(["task", "_order", "variant", "seed", "step"]).drop(columns="_order")
+    return table.reset_index(drop=True)
+
+
 __all__ = [
     "FRAME_COLUMNS",
     "StudyConfig",
+    "concat",
     "final_table",
     "load_evals",
+    "pick_init_steps",
     "run_seed",
     "run_study",
     "show_table",
+    "trajectory_table",
 ]

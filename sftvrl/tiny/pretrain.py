@@ -175,7 +175,9 @@ def pretrain(
     model.train()
     losses: list[float] = []
     start = time.perf_counter()
-    progress = tqdm(batch_order([len(ids) for ids in corpus.input_ids], config), desc="pretrain", leave=False)
+    progress = tqdm(
+        batch_order([len(ids) for ids in corpus.input_ids], config), desc="pretrain", leave=False
+    )
     for step, indices in enumerate(progress):
         for group in optimiser.param_groups:
             group["lr"] = cosine_lr(step, config)
@@ -244,3 +246,28 @@ def weights_sha256(folder: str | Path) -> str:
     for path in files:
         digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def foundation_info(name_or_path: str = "tiny-text-gp") -> dict[str, Any]:
+    """The manifest of a foundation checkpoint (shipped name or folder), checked against its weights.
+
+    Raises ``ValueError`` when the weights on disk are not the ones the manifest describes.
+    """
+    from sftvrl.models.loading import SHIPPED_DIR, SHIPPED_MODELS
+
+    folder = Path(name_or_path)
+    if name_or_path in SHIPPED_MODELS:
+        folder = SHIPPED_DIR / SHIPPED_MODELS[name_or_path]
+    manifest_path = folder / MANIFEST
+    if not manifest_path.is_file():
+        raise FileNotFoundError(
+            f"no {MANIFEST} in {folder}; rebuild it with `sftvrl pretrain-tiny`"
+        )
+    manifest = json.loads(manifest_path.read_text())
+    actual = weights_sha256(folder)
+    if actual != manifest["weights_sha256"]:
+        raise ValueError(
+            f"the weights in {folder} (sha256 {actual[:12]}...) are not the ones its manifest "
+            f"describes ({manifest['weights_sha256'][:12]}...); rebuild with `{manifest['command']}`"
+        )
+    return manifest
