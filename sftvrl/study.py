@@ -77,7 +77,8 @@ class StudyConfig:
     overfit_init: bool = False
     """Init is trained ``sft_steps`` steps instead of ``init_steps`` (Fig. 19's over-fitted start)."""
     freeze: str = ""
-    """Vision tasks: ``"vision"`` freezes the vision tower during SFT (Fig. 16)."""
+    """Vision tasks, SFT (Fig. 16): ``"vision"`` freezes the vision tower, ``"vision+projector"``
+    the projector too."""
     quick: bool = False
     threads: int = 2
     out: str = "runs"
@@ -222,7 +223,8 @@ def _sft_run(
             batch_size=config.sft_batch_size,
             save_every=max(1, steps // 2),
             log_every=max(1, min(10, steps)),
-            freeze_vision_tower=config.freeze == "vision",
+            freeze_vision_tower="vision" in config.freeze.split("+"),
+            freeze_projector="projector" in config.freeze.split("+"),
         ),
         eval=SFTEval(every=every, **_eval_settings(config)),
         output=str(folder),

@@ -96,3 +96,17 @@ def test_lora_sft_on_the_tiny_vlm_trains_only_adapters(tmp_path):
         torch.testing.assert_close(after[key], value, rtol=0, atol=0)
     reloaded = load_policy(ModelConfig(name_or_path=str(result.final_dir), seed=0))
     assert reloaded.vision
+
+
+def test_freezing_the_vision_tower_and_projector_stops_their_gradients():
+    from sftvrl.models import ModelConfig, load_policy
+    from sftvrl.train.sft import PROJECTOR_PARTS, VISION_PARTS, _freeze
+
+    model = load_policy(ModelConfig(name_or_path="tiny-vlm")).model
+    vision = _freeze(model, VISION_PARTS)
+    projector = _freeze(model, PROJECTOR_PARTS)
+    assert vision > 0 and projector > 0
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and not any(
+        part in n for n in trainable for part in VISION_PARTS + PROJECTOR_PARTS
+    )

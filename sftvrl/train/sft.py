@@ -72,6 +72,8 @@ class SFTTrain:
     log_every: int = 10
     freeze_vision_tower: bool = False
     """Fig. 16's ablation: keep the vision encoder fixed."""
+    freeze_projector: bool = False
+    """Fig. 16's third panel: keep the vision-to-language projector (adapter) fixed too."""
 
 
 @dataclass
@@ -175,10 +177,15 @@ class _Evaluator(TrainerCallback):
             self.evaluate(model, state.global_step, int(state.num_input_tokens_seen or 0))
 
 
-def _freeze_vision(model: torch.nn.Module) -> int:
+VISION_PARTS = ("vision_tower", "vision_model")
+PROJECTOR_PARTS = ("multi_modal_projector", "visual.merger")
+
+
+def _freeze(model: torch.nn.Module, parts: tuple[str, ...]) -> int:
+    """Stop gradients to parameters whose name contains one of ``parts``; returns how many."""
     frozen = 0
     for name, parameter in model.named_parameters():
-        if "vision_tower" in name or "vision_model" in name:
+        if any(part in name for part in parts):
             parameter.requires_grad_(False)
             frozen += parameter.numel()
     return frozen
@@ -223,7 +230,9 @@ def train_sft(config: SFTExperiment, *, callbacks: tuple[TrainerCallback, ...] =
     run = Run.create(config.output, config.name, config, seed=config.seed)
     policy = load_policy(config.model)
     if config.train.freeze_vision_tower:
-        logger.info("froze %d vision parameters", _freeze_vision(policy.model))
+        logger.info("froze %d vision parameters", _freeze(policy.model, VISION_PARTS))
+    if config.train.freeze_projector:
+        logger.info("froze %d projector parameters", _freeze(policy.model, PROJECTOR_PARTS))
     dataset = config.data.build()
     columns = ["messages", "images"] if policy.vision else ["messages"]
     dataset = dataset.select_columns([c for c in columns if c in dataset.column_names])
