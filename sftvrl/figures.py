@@ -17,8 +17,10 @@ puts ours beside them and judges the paper's ten directional findings by one mec
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import math
+import random
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +39,8 @@ from matplotlib.patches import FancyBboxPatch, Patch
 from matplotlib.ticker import PercentFormatter
 
 from sftvrl.eval import mcnemar_exact, wilson_interval
-from sftvrl.train.rollout import Episode
+from sftvrl.prompts.feedback import FEEDBACK_PREFIX
+from sftvrl.train.rollout import Episode, Request
 
 logger = logging.getLogger(__name__)
 
@@ -992,8 +995,11 @@ def episode_messages(episode: Episode) -> list[dict[str, Any]]:
     for i, turn in enumerate(episode.turns):
         messages.append({"role": "assistant", "text": turn.response.text, "image": None})
         outcome = turn.info.get("outcome")
-        feedback = turn.info.get("feedback") or ""
-        text = f"[{outcome}] {feedback}".strip() if outcome else str(feedback)
+        feedback = str(turn.info.get("feedback") or "")
+        prompt = turn.info.get("prompt")
+        if isinstance(prompt, str) and prompt.startswith(FEEDBACK_PREFIX):
+            feedback = prompt  # the turn the model reads next: "You failed this trial because ..."
+        text = f"[{outcome}] {feedback}".strip() if outcome else feedback
         messages.append({"role": "verifier", "text": text, "image": None})
         following = episode.turns[i + 1] if i + 1 < len(episode.turns) else None
         if following is not None and turn.info.get("new_conversation") and turn.info.get("prompt"):
@@ -1234,7 +1240,7 @@ def fig20_base_model_failure(
     max_messages: int = 10,
 ) -> Figure:
     """Fig. 20: the base model without SFT fails to follow the answer format."""
-    title = "Fig. 20: base model without SFT - answer format not followed"
+    title = "Fig. 20: the base model without SFT (the paper's fails the answer format)"
     return _transcript_figure(
         episodes, "fig20_base_model_failure", title, out_dir, index, max_messages
     )
@@ -1290,6 +1296,265 @@ QUALITATIVE_FIGURES: dict[str, Callable[..., Figure]] = {
 def all_figures(frame: pd.DataFrame, out_dir: str | Path) -> dict[str, Figure]:
     """Draw and save every quantitative figure."""
     return {number: draw(frame, out_dir) for number, draw in QUANTITATIVE_FIGURES.items()}
+
+
+# -- qualitative figures from our environments and models -------------------------------------------
+
+EXAMPLE_EPISODES = 4
+"""Model episodes played per qualitative figure (the first that shows the point is drawn)."""
+EXAMPLE_SEED = 0
+EXAMPLE_MAX_NEW_TOKENS = 64
+
+
+@dataclass
+class _RunModel:
+    """The saved model of a study run and the settings it was trained and evaluated with."""
+
+    path: Path
+    label: dict[str, Any]
+
+    def settings(self, prompt: str) -> dict[str, Any]:
+        study = self.label.get("study") or {}
+        return {
+            "prompt": study.get("prompt") or prompt,
+            "image_size": study.get("image_size"),
+            "verify_iter": study.get("verify_iter"),
+        }
+
+    def describe(self, runs_root: Path) -> str:
+        try:
+            shown = self.path.relative_to(runs_root.resolve())
+        except ValueError:
+            shown = self.path
+        return f"seed {self.label.get('seed')}, {shown}"
+
+
+def _study_model(
+    runs_root: Path, experiment: str, task: str, branch: str = "init"
+) -> _RunModel | None:
+    """The saved model (``final``) of the lowest-seed ``branch`` run of ``experiment`` (its own
+    folder first, then its variants) for ``task``; None when there is none."""
+    from sftvrl.study import STUDY_FILE
+
+    folders = [runs_root / experiment, *sorted(runs_root.glob(f"{experiment}-*"))]
+    for folder in folders:
+        found = []
+        for label_path in (folder / task).glob(f"{branch}_s*/{STUDY_FILE}"):
+            try:
+                label = json.loads(label_path.read_text())
+            except (OSError, ValueError) as error:
+                logger.warning("skipping %s: %s", label_path, error)
+                continue
+            run_dir = label_path.parent
+            if "source" in label:  # a shared run (Init) seen from this study
+                run_dir = run_dir / label["source"]
+            model = run_dir.resolve() / "final"
+            if model.is_dir():
+                found.append((int(label.get("seed", 0)), str(label_path), _RunModel(model, label)))
+        if found:
+            return min(found, key=lambda item: item[:2])[2]
+    return None
+
+
+def _example_env_options(
+    task: str,
+    *,
+    split: str,
+    prompt: str,
+    image_size: int | None = None,
+    verify_iter: int | None = None,
+) -> dict[str, Any]:
+    from sftvrl.data import TASKS
+
+    family, vision = TASKS[task]
+    options: dict[str, Any] = {"split": split, "prompt": prompt}
+    if verify_iter is not None:
+        options["verify_iter"] = verify_iter
+    if vision and image_size is not None:
+        options["image_width" if family == "general_points" else "view_size"] = image_size
+    return options
+
+
+def _example_rollout(task: str, options: dict[str, Any], responder: Any, n: int) -> list[Episode]:
+    from sftvrl.data import make_task_env
+    from sftvrl.train.rollout import rollout
+
+    return rollout(
+        lambda: make_task_env(task, **options), responder, n, batch_size=n, seed=EXAMPLE_SEED
+    )
+
+
+def _model_episodes(
+    model: str | Path, task: str, options: dict[str, Any], n: int
+) -> list[Episode] | str:
+    """``n`` greedy episodes of a model, or why there are none (a model that does not load)."""
+    from sftvrl.models import ModelConfig, load_policy
+    from sftvrl.train.generation import PolicyResponder, SamplingConfig
+
+    try:
+        policy = load_policy(ModelConfig(name_or_path=str(model), seed=EXAMPLE_SEED))
+    except (OSError, ValueError) as error:
+        logger.warning("cannot load %s for an example figure: %s", model, error)
+        return f"{NOT_RUN}: cannot load {model} ({type(error).__name__})"
+    sampling = SamplingConfig(max_new_tokens=EXAMPLE_MAX_NEW_TOKENS, temperature=0.0)
+    responder = PolicyResponder(policy, sampling, seed=EXAMPLE_SEED)
+    return _example_rollout(task, options, responder, n)
+
+
+def _has_feedback(episode: Episode) -> bool:
+    """Whether the model answered again after the verifier's "You failed this trial because"."""
+    return any(
+        str(turn.info.get("prompt") or "").startswith(FEEDBACK_PREFIX)
+        for turn in episode.turns[:-1]
+    )
+
+
+def _mistake_then_expert(request: Request) -> str:
+    """GeneralPoints: one plausible mistake the verifier rejects, then the expert answer."""
+    from sftvrl.data import _wrong_answer
+    from sftvrl.envs.general_points import verify
+
+    env = request.env
+    if len(request.conversation) > 1:
+        return env.expert_response()
+    rng = random.Random(EXAMPLE_SEED)
+    wrong = ""
+    for _ in range(20):  # a "mistake" can be right by luck: draw another
+        wrong = _wrong_answer(env.hand, rng, env.prompt_layout)
+        if not verify(wrong, env.hand, env.rules, vision=env.vision, mode=env.mode).success:
+            break
+    return wrong
+
+
+def _with_note(episode: Episode, note: str) -> list[dict[str, Any]]:
+    """An episode's transcript after a line saying where it comes from."""
+    return [{"role": "note", "text": note, "image": None}, *episode_messages(episode)]
+
+
+def _revision_transcript(
+    runs_root: Path, task: str, split: str, prompt: str, image_size: int | None
+) -> list[dict[str, Any]]:
+    """A GeneralPoints episode with at least one verifier feedback turn: from the main study's
+    Init model if it has one, else from a scripted agent (one mistake, then the expert answer)."""
+    from sftvrl.train.rollout import ScriptedResponder
+
+    where = f"{TASK_LABELS[task]}, {SPLIT_LABELS.get(split, split)} split"
+    run = _study_model(runs_root, "main", task)
+    if run is None:
+        why = "no Init model of the main study"
+    else:
+        settings = run.settings(prompt)
+        options = _example_env_options(task, split=split, **settings)
+        episodes = _model_episodes(run.path, task, options, EXAMPLE_EPISODES)
+        if isinstance(episodes, str):
+            why = episodes
+        else:
+            for episode in episodes:
+                if _has_feedback(episode):
+                    return _with_note(
+                        episode,
+                        f"{where}: the main study's Init model ({run.describe(runs_root)}), "
+                        f"greedy; episode {episode.index + 1} of {len(episodes)}, the first "
+                        "with verifier feedback",
+                    )
+            why = f"none of the Init model's {len(episodes)} episodes had verifier feedback"
+    logger.info("%s example: scripted agent (%s)", task, why)
+    options = _example_env_options(task, split=split, prompt=prompt, image_size=image_size)
+    episode = _example_rollout(task, options, ScriptedResponder(_mistake_then_expert), 1)[0]
+    note = f"{where}: a scripted agent (one plausible mistake, then the expert answer); {why}"
+    return _with_note(episode, note)
+
+
+def _expert_transcript(task: str, split: str, prompt: str, image_size: int | None) -> list[dict]:
+    from sftvrl.train.rollout import ExpertResponder
+
+    options = _example_env_options(task, split=split, prompt=prompt, image_size=image_size)
+    episode = _example_rollout(task, options, ExpertResponder(), 1)[0]
+    where = f"{TASK_LABELS[task]}, {SPLIT_LABELS.get(split, split)} split"
+    return _with_note(episode, f"{where}: the expert (oracle) agent")
+
+
+def _base_model_transcript(base_model: str, prompt: str) -> list[dict[str, Any]] | str:
+    """The first GP-L episode of the base model without SFT (the no_sft experiment's step 0)."""
+    options = _example_env_options("gp-l", split="id", prompt=prompt)
+    episodes = _model_episodes(base_model, "gp-l", options, 1)
+    if isinstance(episodes, str):
+        return episodes
+    note = f"GP-L, ID split: the base model {base_model} without SFT, greedy"
+    return _with_note(episodes[0], note)
+
+
+def _overfit_transcript(runs_root: Path, prompt: str) -> list[dict[str, Any]] | str:
+    """An episode of the overfit_init experiment's Init under the relative action space."""
+    for task in ("virl-vl", "virl-l"):
+        run = _study_model(runs_root, "overfit_init", task)
+        if run is None:
+            continue
+        options = _example_env_options(task, split="rule_ood", **run.settings(prompt))
+        episodes = _model_episodes(run.path, task, options, EXAMPLE_EPISODES)
+        if isinstance(episodes, str):
+            return episodes
+        failed = [episode for episode in episodes if not episode.success]
+        episode = (failed or episodes)[0]
+        which = "the first that fails" if failed else "none failed; the first"
+        note = (
+            f"{TASK_LABELS[task]}, relative action space (rule-OOD): the overfitted Init of the "
+            f"overfit_init experiment ({run.describe(runs_root)}), greedy; episode "
+            f"{episode.index + 1} of {len(episodes)}, {which}"
+        )
+        return _with_note(episode, note)
+    return f"{NOT_RUN}: no overfit_init Init model for virl-vl or virl-l under {runs_root}"
+
+
+def example_figures(
+    runs_root: str | Path,
+    out_dir: str | Path,
+    *,
+    prompt: str = "compact",
+    base_model: str = "tiny-text-gp",
+    image_size: int | None = None,
+) -> dict[str, Path | str]:
+    """Draw every qualitative figure from our environments and, where it is about a model, from
+    our trained models under ``runs_root``; returns figure -> saved PNG, or "not run: <why>".
+
+    - Figs. 2, 3, 12 (GP-L, rule-OOD hands) and 11 (GP-VL): the first of a few greedy episodes of
+      the main study's Init model (lowest seed) with verifier feedback; without such a model or
+      episode, a scripted agent that makes one plausible mistake and then answers as the expert.
+    - Figs. 4, 14 (V-IRL-L) and 13 (V-IRL-VL): an expert episode on the ID split.
+    - Fig. 20: ``base_model`` (the no_sft experiment's step 0: the base model) on a GP-L hand.
+    - Fig. 21: the overfit_init experiment's Init (virl-vl, else virl-l) on the relative action
+      space; "not run" when that run is missing.
+
+    Each transcript starts with a line saying where it comes from. Model episodes use the
+    prompt layout and image size their study trained with; ``prompt`` and ``image_size`` (None:
+    the environments' defaults) are for the rest. A missing run never raises.
+    """
+    root, out = Path(runs_root), Path(out_dir)
+    gp_l = _revision_transcript(root, "gp-l", "rule_ood", prompt, image_size)
+    gp_vl = _revision_transcript(root, "gp-vl", "rule_ood", prompt, image_size)
+    virl_l = _expert_transcript("virl-l", "id", prompt, image_size)
+    virl_vl = _expert_transcript("virl-vl", "id", prompt, image_size)
+    sources: dict[str, Any] = {
+        "fig02": gp_l,
+        "fig03": gp_l,
+        "fig04": virl_l,
+        "fig11": gp_vl,
+        "fig12": gp_l,
+        "fig13": virl_vl,
+        "fig14": virl_l,
+        "fig20": _base_model_transcript(base_model, prompt),
+        "fig21": _overfit_transcript(root, prompt),
+    }
+    saved: dict[str, Path | str] = {}
+    for number, draw in QUALITATIVE_FIGURES.items():
+        source = sources[number]
+        if isinstance(source, str):
+            logger.info("%s %s", number, source)
+            saved[number] = source
+            continue
+        draw(source, out)
+        saved[number] = out / f"{draw.__name__}.png"
+    return saved
 
 
 # -- findings ---------------------------------------------------------------------------------------

@@ -282,6 +282,7 @@ def _init_folder(config: StudyConfig, init_steps: int) -> Path:
     identity = {
         "task": config.task,
         "model": config.base_model,
+        "weights": _weights_identity(config.base_model),
         "init_steps": init_steps,
         "sft_lr": config.sft_lr,
         "sft_batch_size": config.sft_batch_size,
@@ -292,6 +293,17 @@ def _init_folder(config: StudyConfig, init_steps: int) -> Path:
     }
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
     return Path(config.out) / "init" / config.task / digest
+
+
+def _weights_identity(model: str) -> str | None:
+    """The weight hash of a local or shipped base model (a rebuilt checkpoint is a new Init)."""
+    from sftvrl.models.loading import SHIPPED_DIR, SHIPPED_MODELS
+    from sftvrl.tiny.pretrain import weights_sha256
+
+    folder = SHIPPED_DIR / SHIPPED_MODELS[model] if model in SHIPPED_MODELS else Path(model)
+    if folder.is_dir() and any(folder.glob("*.safetensors")):
+        return weights_sha256(folder)
+    return None
 
 
 def run_seed(config: StudyConfig, seed: int) -> list[Path]:

@@ -423,3 +423,56 @@ def test_long_transcripts_are_cut_with_a_note():
     fig = figures.draw_transcript(messages, max_messages=5)
     shown = " ".join(texts(fig))
     assert "answer 3" in shown and "answer 4" not in shown and "26 more messages" in shown
+
+
+# -- qualitative figures from environments and models -------------------------------------------
+
+EXAMPLE_FIGURES = ("fig02", "fig03", "fig04", "fig11", "fig12", "fig13", "fig14", "fig20")
+
+
+def test_example_figures_without_runs(tmp_path):
+    out = tmp_path / "figures"
+    saved = figures.example_figures(tmp_path / "runs", out, base_model="tiny-text", image_size=64)
+    assert set(saved) == set(QUALITATIVE_FIGURES)
+    for name in EXAMPLE_FIGURES:
+        assert saved[name] == out / f"{QUALITATIVE_FIGURES[name].__name__}.png", name
+        assert saved[name].stat().st_size > 1000, name
+    assert isinstance(saved["fig21"], str) and saved["fig21"].startswith(NOT_RUN)
+
+
+def test_scripted_gp_l_transcript_shows_the_verifier_feedback(tmp_path):
+    from sftvrl.envs.general_points import GeneralPointsEnv
+    from sftvrl.train.rollout import ScriptedResponder, rollout
+
+    episodes = rollout(
+        lambda: GeneralPointsEnv(split="rule_ood", prompt="compact"),
+        ScriptedResponder(figures._mistake_then_expert),
+        2,
+    )
+    for episode in episodes:  # one rejected mistake, then the expert answer
+        assert len(episode.turns) == 2 and episode.success
+        assert figures._has_feedback(episode)
+    fig = figures.fig12_gp_l_prompt(episodes, tmp_path)
+    assert "You failed this trial because" in " ".join(texts(fig))
+
+
+def test_example_figures_use_the_main_study_init_model(tmp_path):
+    import json
+
+    from sftvrl.models import ModelConfig, load_policy
+
+    root = tmp_path / "runs"
+    shared = root / "init" / "gp-l" / "abc" / "init_s0"
+    load_policy(ModelConfig(name_or_path="tiny-text")).save(shared / "final")
+    pointer = root / "main" / "gp-l" / "init_s0"
+    pointer.mkdir(parents=True)
+    label = {"experiment": "main", "task": "gp-l", "branch": "init", "seed": 0}
+    label |= {"source": "../../../init/gp-l/abc/init_s0", "study": {"prompt": "compact"}}
+    (pointer / "study.json").write_text(json.dumps(label))
+    run = figures._study_model(root, "main", "gp-l")
+    assert run is not None and run.path == (shared / "final").resolve()
+    assert figures._study_model(root, "overfit_init", "virl-vl") is None
+    messages = figures._revision_transcript(root, "gp-l", "rule_ood", "compact", None)
+    assert messages[0]["role"] == "note"
+    # a random-init model fails, so it gets feedback: the figure shows the model, not a script
+    assert "Init model" in messages[0]["text"] and "scripted" not in messages[0]["text"]

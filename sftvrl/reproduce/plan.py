@@ -148,6 +148,11 @@ def build_plan(
         return Job(notebook, name, {**common, "seeds": list(seeds), "task": task, **sweep})
 
     jobs = [Job("00_tour.ipynb", "tour")]
+    if tier == "tiny":  # how the tiny tier was designed: its calibration sweeps and GP-L verdict
+        design = {"seeds": common["seeds"], "quick": quick, "out": runs_dir}
+        if quick:
+            design |= {"init_sweep": [2], "rl_lr_sweep": [5e-5]}
+        jobs.append(Job("05_tiny_tier_design.ipynb", "tiny-design", design))
     jobs += [study("02_main_study.ipynb", f"main-{task}", task) for task in TASKS]
     jobs += [
         study("03_rl_without_sft.ipynb", "rl-without-sft", "gp-l", rl_lrs=sweeps["rl_without_sft"]),

@@ -37,7 +37,7 @@ class GPCorpusConfig:
 
     uniform_face: float = 0.4
     """Share of rules with one value for J, Q and K (like the ID rule's shape); else three values."""
-    target_24: float = 0.6
+    target_24: float = 0.9
     """Share of examples whose target is 24; the rest draw from ``other_targets``."""
     other_targets: tuple[int, ...] = (12, 16, 18, 20, 21, 28, 30, 36)
     revision: float = 0.25

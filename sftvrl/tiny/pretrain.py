@@ -37,11 +37,11 @@ class PretrainConfig:
     """Everything that decides the foundation checkpoint (hyper-parameters in one place)."""
 
     family: str = "general_points"
-    n_examples: int = 32_000
+    n_examples: int = 48_000
     corpus_seed: int = 0
     corpus: GPCorpusConfig = field(default_factory=GPCorpusConfig)
     model_seed: int = 0
-    steps: int = 1_200
+    steps: int = 2_000
     batch_size: int = 64
     learning_rate: float = 2e-3
     warmup_steps: int = 100
