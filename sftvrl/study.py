@@ -33,7 +33,8 @@ STUDY_FILE = "study.json"
 
 BRANCHES = ("base", "init", "sft", "rl")
 
-_OOD_SPLIT = {"general_points": "rule_ood", "virl": "rule_ood"}
+SPLIT_NAMES = {"mini": "visual_ood"}
+"""Environment split -> the frame's split: V-IRL's visual OOD is its VLN mini benchmark."""
 
 
 @dataclass
@@ -49,7 +50,7 @@ class StudyConfig:
     model: str | None = None
     """The base model (None: the tier's default)."""
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    init_steps: int = 40
+    init_steps: int = 80
     sft_steps: int = 200
     rl_updates: int = 16
     evals_per_branch: int = 4
@@ -120,7 +121,7 @@ class StudyConfig:
 TIER_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "tiny": {
         "gp-l": {},
-        "gp-vl": {"max_new_tokens": 80},
+        "gp-vl": {"max_new_tokens": 80, "splits": ["id", "rule_ood", "visual_ood"]},
         "virl-l": {"max_new_tokens": 48, "splits": ["id", "rule_ood"]},
         "virl-vl": {"max_new_tokens": 48, "splits": ["id", "rule_ood", "mini"]},
     },
@@ -135,10 +136,10 @@ QUICK_BUDGET: dict[str, Any] = {
     "sft_steps": 2,
     "rl_updates": 1,
     "evals_per_branch": 1,
-    "eval_episodes": 4,
-    "sft_data": 32,
+    "eval_episodes": 2,
+    "sft_data": 16,
     "sft_batch_size": 8,
-    "rl_episodes": 4,
+    "rl_episodes": 2,
     "rl_epochs": 1,
     "max_new_tokens": 24,
     "verify_iter": 2,
@@ -414,7 +415,7 @@ def load_evals(root: str | Path) -> pd.DataFrame:
                         "step": record["step"],
                         "gflops": label["gflops_offset"] + float(record.get("gflops", 0.0)),
                         "drift": record.get("drift"),
-                        "split": record["eval_split"],
+                        "split": SPLIT_NAMES.get(record["eval_split"], record["eval_split"]),
                         "metric": metric,
                         "rate": record[f"{prefix}rate"],
                         "k": record[f"{prefix}k"],
@@ -446,7 +447,10 @@ def final_table(frame: pd.DataFrame, metric: str = "success") -> pd.DataFrame:
         for branch in ("sft", "rl"):
             mine = group[group["branch"] == branch]
             if point is not None and not mine.empty:
-                series[f"{branch} @ equal compute"] = (branch, at_compute(mine, point))
+                chosen = at_compute(mine, point)
+                if chosen.empty:  # the branch has not been evaluated within that compute
+                    chosen = init_rows(group)
+                series[f"{branch} @ equal compute"] = (branch, chosen)
             last = mine.sort_values("step").groupby("seed").tail(1)
             series[f"{branch} @ last"] = (branch, last)
         for label, (_, chosen) in series.items():
