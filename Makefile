@@ -34,7 +34,7 @@ test: $(STAMP)
 	$(BIN)/ruff format --check sftvrl tests benchmarks
 	$(BIN)/python -m pytest
 	rm -rf build/quick
-	$(MAKE) --no-print-directory reproduce QUICK=1 TIER=tiny MODEL= OUT=build/quick
+	$(MAKE) --no-print-directory reproduce QUICK=1 JOBS=2 TIER=tiny MODEL= OUT=build/quick
 
 reproduce: $(STAMP)
 	$(BIN)/sftvrl reproduce --tier $(TIER) --jobs $(JOBS) --out $(OUT) $(if $(QUICK),--quick) $(if $(MODEL),--model $(MODEL))

@@ -265,7 +265,10 @@ def final_estimates(rows: pd.DataFrame) -> dict[str, Estimate | None]:
     out: dict[str, Estimate | None] = {"init": pool(init_rows(rows)), "sft": None, "rl": None}
     if point is not None:
         for branch in ("sft", "rl"):
-            out[branch] = pool(at_compute(rows[rows["branch"] == branch], point))
+            chosen = at_compute(rows[rows["branch"] == branch], point)
+            if chosen.empty:  # no evaluation of the branch yet within that compute: still Init
+                chosen = init_rows(rows)
+            out[branch] = pool(chosen)
     return out
 
 

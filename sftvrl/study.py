@@ -51,7 +51,10 @@ class StudyConfig:
     """The base model (None: the tier's default)."""
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     init_steps: int = 80
-    sft_steps: int = 200
+    sft_steps: int = 1000
+    """SFT branch length: about the training compute of ``rl_updates`` PPO updates (tiny GP-L:
+    one PPO update of 32 episodes costs about 65 SFT steps of 16 chats), so that both branches
+    span the same GFLOPs range, as the paper's curves do."""
     rl_updates: int = 16
     evals_per_branch: int = 4
     """Evaluation points per branch after Init (Init's own evaluation is the first point)."""

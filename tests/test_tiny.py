@@ -119,3 +119,21 @@ def test_pretraining_learns_and_writes_a_loadable_checkpoint_with_its_manifest(t
     assert not policy.vision and policy.tokenizer.chat_template
     again = pretrain(config, tmp_path / "b", eval_episodes=4)
     assert again.weights_sha256 == result.weights_sha256  # same config, same weights
+
+
+def test_the_shipped_foundation_matches_its_manifest_and_loads():
+    from sftvrl.models import ModelConfig, load_policy
+    from sftvrl.tiny import foundation_info
+
+    info = foundation_info("tiny-text-gp")
+    assert info["command"] == "sftvrl pretrain-tiny"
+    assert info["config"] == json.loads(json.dumps(_default_config()))
+    assert 0 < info["scores"]["rule_ood_success_at_5"] < info["scores"]["id_success_at_5"] < 1
+    policy = load_policy(ModelConfig(name_or_path="tiny-text-gp"))
+    assert not policy.vision and policy.model.num_parameters() > 1_000_000
+
+
+def _default_config():
+    from dataclasses import asdict
+
+    return asdict(PretrainConfig())
