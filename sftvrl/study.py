@@ -64,7 +64,7 @@ class StudyConfig:
     sft_lr: float = 5e-4
     sft_batch_size: int = 16
     sft_data: int = 4_000
-    rl_lr: float = 5e-5
+    rl_lr: float = 1e-5
     rl_episodes: int = 32
     rl_epochs: int = 2
     rl_temperature: float = 1.0
@@ -121,12 +121,34 @@ class StudyConfig:
         return Path(self.out) / name / self.task
 
 
+_VIRL_TINY: dict[str, Any] = {
+    "init_steps": 20,
+    "sft_steps": 60,
+    "sft_batch_size": 8,
+    "rl_updates": 4,
+    "rl_episodes": 8,
+    "evals_per_branch": 2,
+    "eval_episodes": 16,
+    "max_new_tokens": 48,
+}
+"""V-IRL chats are about eight times longer than GeneralPoints ones (instruction and history), so
+the tiny tier gives V-IRL a much smaller budget: a working miniature of the pipeline, not a
+calibrated study (V-IRL has no pretrained tiny foundation yet)."""
+
 TIER_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "tiny": {
         "gp-l": {},
-        "gp-vl": {"max_new_tokens": 80, "splits": ["id", "rule_ood", "visual_ood"]},
-        "virl-l": {"max_new_tokens": 48, "splits": ["id", "rule_ood"]},
-        "virl-vl": {"max_new_tokens": 48, "splits": ["id", "rule_ood", "mini"]},
+        "gp-vl": {
+            "init_steps": 40,
+            "sft_steps": 300,
+            "rl_updates": 6,
+            "evals_per_branch": 3,
+            "eval_episodes": 100,
+            "max_new_tokens": 80,
+            "splits": ["id", "rule_ood", "visual_ood"],
+        },
+        "virl-l": _VIRL_TINY | {"splits": ["id", "rule_ood"]},
+        "virl-vl": _VIRL_TINY | {"splits": ["id", "rule_ood", "mini"]},
     },
     "gpu": {},
     "paper": {},
@@ -141,7 +163,7 @@ QUICK_BUDGET: dict[str, Any] = {
     "evals_per_branch": 1,
     "eval_episodes": 2,
     "sft_data": 16,
-    "sft_batch_size": 8,
+    "sft_batch_size": 4,
     "rl_episodes": 2,
     "rl_epochs": 1,
     "max_new_tokens": 24,

@@ -46,17 +46,18 @@ SWEEPS: dict[str, dict[str, Any]] = {
         "rl_lr": [1e-6, 2e-6],
         "rl_from_overfit": [1e-7, 2e-7],
     },
-    # The same spreads around each tier's own default rates (tiny: SFT 5e-4, RL 5e-5, from
-    # StudyConfig; gpu with LoRA: SFT 1e-4, RL 1e-5).
+    # The same spreads around each tier's own default rates (tiny: SFT 5e-4, RL 1e-5, from
+    # StudyConfig, the RL rate chosen on ID success in 05_tiny_tier_design; gpu with LoRA:
+    # SFT 1e-4, RL 1e-5).
     "tiny": {
-        "rl_without_sft": [2.5e-5, 5e-5, 1e-4],
+        "rl_without_sft": [5e-6, 1e-5, 2e-5],
         "verify_iters": [1, 3, 5, 10],
         "sft_lr": {
             "": [1e-4, 5e-4, 2e-3],
             "vision": [5e-4],
         },
-        "rl_lr": [5e-5, 1e-4],
-        "rl_from_overfit": [5e-6, 1e-5],
+        "rl_lr": [1e-5, 2e-5],
+        "rl_from_overfit": [1e-6, 2e-6],
     },
     "gpu": {
         "rl_without_sft": [5e-6, 1e-5, 2e-5],
