@@ -541,6 +541,20 @@ def pick_init_steps(frame: pd.DataFrame, low: float = 0.3, high: float = 0.6) ->
     return min(candidates, key=lambda c: (max(low - c[1], c[1] - high), c[0]))[0]
 
 
+def pick_by_final_id(frame: pd.DataFrame, branch: str = "rl") -> str:
+    """The variant whose ``branch`` ends with the highest ID success (ties: the first in order).
+
+    The tiny tier's rule for the RL learning rate: judged on ID, what RL optimises, never on OOD.
+    """
+    rows = frame[(frame["branch"] == branch) & (frame["split"] == "id")]
+    rows = rows[rows["metric"] == "success"]
+    if rows.empty:
+        raise ValueError(f"no ID evaluations of the {branch!r} branch in the frame")
+    last = rows.sort_values("step").groupby(["variant", "seed"]).tail(1)
+    means = last.groupby("variant", sort=False)["rate"].mean()
+    return str(means.idxmax())
+
+
 def trajectory_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Every evaluation point of every run as one row: compute, drift, ID and OOD success, and the
     rule-reading diagnostics on OOD (seeds not pooled), ordered by branch, seed and step."""
@@ -561,6 +575,7 @@ __all__ = [
     "concat",
     "final_table",
     "load_evals",
+    "pick_by_final_id",
     "pick_init_steps",
     "run_seed",
     "run_study",

@@ -12,6 +12,7 @@ from sftvrl.study import (
     concat,
     final_table,
     load_evals,
+    pick_by_final_id,
     pick_init_steps,
     run_study,
     show_table,
@@ -112,3 +113,12 @@ def test_for_tier_rejects_unknown_names():
 
 def test_load_evals_of_an_empty_folder(tmp_path):
     assert load_evals(tmp_path).empty
+
+
+def test_rl_learning_rate_rule_judges_final_id_only():
+    rows = []
+    for variant, (ood, rate) in {"rl-lr-1e-05": (0.01, 0.3), "rl-lr-5e-05": (0.9, 0.2)}.items():
+        for split, value in (("id", rate), ("rule_ood", ood)):
+            row = _init_row(80, value) | {"variant": variant, "branch": "rl", "split": split}
+            rows += [row | {"step": 0, "rate": 0.25}, row | {"step": 16}]
+    assert pick_by_final_id(pd.DataFrame(rows)) == "rl-lr-1e-05"
