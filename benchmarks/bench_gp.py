@@ -52,8 +52,14 @@ try:  # imported as ``benchmarks.bench_gp`` (tests) or run as a script (``make b
 except ImportError:
     import official_gp_model as official  # type: ignore[no-redef]
 
-START_MARKER = "<!-- bench_gp:start -->"
-END_MARKER = "<!-- bench_gp:end -->"
+try:  # imported as ``benchmarks.bench_gp`` (tests) or run as a script (``make bench``)
+    from benchmarks.readme_table import check_markers, write_table
+except ImportError:
+    from readme_table import check_markers, write_table  # type: ignore[no-redef]
+
+NAME = "bench_gp"
+START_MARKER = f"<!-- {NAME}:start -->"
+END_MARKER = f"<!-- {NAME}:end -->"
 RESET_GOAL = 1000.0
 """Goal: our env reset at least this many times faster than the official env's reset."""
 VERIFY_GOAL = 20.0
@@ -579,27 +585,6 @@ def render_table(rows: list[Row], settings: Settings, elapsed: float) -> str:
     return "\n".join(lines)
 
 
-def _marker_span(path: Path) -> tuple[str, int, int]:
-    """The README's text and where its table goes; exits with a clear message when it cannot."""
-    if not path.is_file():
-        raise SystemExit(f"bench_gp: {path} does not exist; nothing written")
-    text = path.read_text(encoding="utf-8")
-    start = text.find(START_MARKER)
-    end = text.find(END_MARKER, start + len(START_MARKER)) if start >= 0 else -1
-    if start < 0 or end < 0:
-        raise SystemExit(
-            f"bench_gp: {path} lacks the markers {START_MARKER} ... {END_MARKER} (in that order); "
-            "add them where the table should go. Nothing written."
-        )
-    return text, start + len(START_MARKER), end
-
-
-def write_readme(path: Path, table: str) -> None:
-    """Replace what lies between the bench_gp markers in ``path``; refuse when they are missing."""
-    text, start, end = _marker_span(path)
-    path.write_text(text[:start] + "\n" + table + "\n" + text[end:], encoding="utf-8")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (smoke test)")
@@ -611,14 +596,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.write_readme is not None:  # fail before measuring, not after
-        _marker_span(args.write_readme)
+        check_markers(args.write_readme, NAME)
     settings = QUICK if args.quick else FULL
     start = time.perf_counter()
     rows = run_benchmarks(settings)
     table = render_table(rows, settings, time.perf_counter() - start)
     print(table)
     if args.write_readme is not None:
-        write_readme(args.write_readme, table)
+        write_table(args.write_readme, NAME, table)
         _progress(f"table written to {args.write_readme}")
     return 0
 

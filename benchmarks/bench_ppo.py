@@ -67,8 +67,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-START_MARKER = "<!-- bench_ppo:start -->"
-END_MARKER = "<!-- bench_ppo:end -->"
+try:  # imported as ``benchmarks.bench_ppo`` (tests) or run as a script (``make bench``)
+    from benchmarks.readme_table import check_markers, write_table
+except ImportError:
+    from readme_table import check_markers, write_table  # type: ignore[no-redef]
+
+NAME = "bench_ppo"
+START_MARKER = f"<!-- {NAME}:start -->"
+END_MARKER = f"<!-- {NAME}:end -->"
 TOKENS_GOAL = 2.0
 """Goal: PPO's generated tokens per second of training at least this many times GRPOTrainer's."""
 ARMS = ("ppo", "grpo")
@@ -516,30 +522,6 @@ def render_table(
     return "\n".join(lines)
 
 
-# -- README --------------------------------------------------------------------------------------
-
-
-def _marker_span(path: Path) -> tuple[str, int, int]:
-    """The README's text and where the table goes; exits with a clear message when it cannot."""
-    if not path.is_file():
-        raise SystemExit(f"bench_ppo: {path} does not exist; nothing written")
-    text = path.read_text(encoding="utf-8")
-    start = text.find(START_MARKER)
-    end = text.find(END_MARKER, start + len(START_MARKER)) if start >= 0 else -1
-    if start < 0 or end < 0:
-        raise SystemExit(
-            f"bench_ppo: {path} lacks the markers {START_MARKER} ... {END_MARKER} (in that "
-            "order); add them where the table should go. Nothing written."
-        )
-    return text, start + len(START_MARKER), end
-
-
-def write_readme(path: Path, table: str) -> None:
-    """Replace what lies between the bench_ppo markers in ``path``; refuse when they are missing."""
-    text, start, end = _marker_span(path)
-    path.write_text(text[:start] + "\n" + table + "\n" + text[end:], encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a small smoke run (under a minute)")
@@ -560,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
         worker(args.worker, Settings(**json.loads(args.settings)), args.out)
         return 0
     if args.write_readme is not None:  # fail before measuring, not after
-        _marker_span(args.write_readme)
+        check_markers(args.write_readme, NAME)
     settings = QUICK if args.quick else FULL
     if args.threads != settings.threads:
         settings = Settings(**(asdict(settings) | {"threads": args.threads}))
@@ -575,7 +557,7 @@ def main(argv: list[str] | None = None) -> int:
     table = render_table(results, settings, time.perf_counter() - start, load)
     print(table)
     if args.write_readme is not None:
-        write_readme(args.write_readme, table)
+        write_table(args.write_readme, NAME, table)
         _progress(f"table written to {args.write_readme}")
     return 0
 

@@ -56,8 +56,14 @@ from sftvrl.models import ModelConfig, Policy, load_policy, resolve_device
 from sftvrl.train.generation import PolicyResponder, SamplingConfig
 from sftvrl.train.rollout import Episode, rollout
 
-START_MARKER = "<!-- bench_rollout:start -->"
-END_MARKER = "<!-- bench_rollout:end -->"
+try:  # imported as ``benchmarks.bench_rollout`` (tests) or run as a script (``make bench``)
+    from benchmarks.readme_table import check_markers, write_table
+except ImportError:
+    from readme_table import check_markers, write_table  # type: ignore[no-redef]
+
+NAME = "bench_rollout"
+START_MARKER = f"<!-- {NAME}:start -->"
+END_MARKER = f"<!-- {NAME}:end -->"
 GOAL = 20.0
 """Goal: our rollout at least this many times the one-at-a-time throughput on the tiny model."""
 SEED = 42
@@ -462,27 +468,6 @@ def render_table(
     return "\n".join(lines)
 
 
-def _marker_span(path: Path) -> tuple[str, int, int]:
-    """The README's text and where the table goes; exits with a clear message when it cannot."""
-    if not path.is_file():
-        raise SystemExit(f"bench_rollout: {path} does not exist; nothing written")
-    text = path.read_text(encoding="utf-8")
-    start = text.find(START_MARKER)
-    end = text.find(END_MARKER, start + len(START_MARKER)) if start >= 0 else -1
-    if start < 0 or end < 0:
-        raise SystemExit(
-            f"bench_rollout: {path} lacks the markers {START_MARKER} ... {END_MARKER} (in that "
-            "order); add them where the table should go. Nothing written."
-        )
-    return text, start + len(START_MARKER), end
-
-
-def write_readme(path: Path, table: str) -> None:
-    """Replace what lies between the bench_rollout markers in ``path``; refuse without them."""
-    text, start, end = _marker_span(path)
-    path.write_text(text[:start] + "\n" + table + "\n" + text[end:], encoding="utf-8")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run under 30 s")
@@ -513,7 +498,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.write_readme is not None:  # fail before measuring, not after
-        _marker_span(args.write_readme)
+        check_markers(args.write_readme, NAME)
     settings = QUICK if args.quick else FULL
     changes: dict[str, int] = {}
     if args.pool is not None:  # the batched generate() row plays one pool's worth
@@ -542,7 +527,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(threads)
     print(table)
     if args.write_readme is not None:
-        write_readme(args.write_readme, table)
+        write_table(args.write_readme, NAME, table)
         _progress(f"table written to {args.write_readme}")
     return 0
 

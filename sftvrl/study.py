@@ -322,14 +322,19 @@ def _init_folder(config: StudyConfig, init_steps: int) -> Path:
 
 
 def _weights_identity(model: str) -> str | None:
-    """The weight hash of a local or shipped base model (a rebuilt checkpoint is a new Init)."""
-    from sftvrl.models.loading import SHIPPED_DIR, SHIPPED_MODELS
+    """What identifies a local base model's weights, so a rebuilt checkpoint gets a new Init:
+    the SHA-256 of a shipped tiny checkpoint (a few MB), the names, sizes and modification times
+    of the weight files of any other local folder (hashing a multi-GB model per seed is waste)."""
+    from sftvrl.models.loading import SHIPPED_MODELS, local_folder
     from sftvrl.tiny.pretrain import weights_sha256
 
-    folder = SHIPPED_DIR / SHIPPED_MODELS[model] if model in SHIPPED_MODELS else Path(model)
-    if folder.is_dir() and any(folder.glob("*.safetensors")):
+    folder = local_folder(model)
+    files = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+    if not files:
+        return None
+    if model in SHIPPED_MODELS:
         return weights_sha256(folder)
-    return None
+    return json.dumps([(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files])
 
 
 def run_seed(config: StudyConfig, seed: int) -> list[Path]:

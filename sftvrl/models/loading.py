@@ -469,12 +469,19 @@ def _looks_like_path(name: str) -> bool:
     )
 
 
+def local_folder(name_or_path: str) -> Path:
+    """Where a model lives on disk: a shipped tiny checkpoint's folder, or the path as given."""
+    if name_or_path in SHIPPED_MODELS:
+        return SHIPPED_DIR / SHIPPED_MODELS[name_or_path]
+    return Path(name_or_path).expanduser()
+
+
 def _resolve_source(name: str) -> str:
     """An existing local directory (absolute) or a hub id; a missing path is an error."""
     if not name:
         raise ModelLoadError("ModelConfig.name_or_path is empty; name a model or a local folder")
     if name in SHIPPED_MODELS:
-        shipped = SHIPPED_DIR / SHIPPED_MODELS[name]
+        shipped = local_folder(name)
         if not shipped.is_dir():
             raise ModelLoadError(
                 f"the shipped tiny checkpoint {name!r} is missing ({shipped}); it lives in the "

@@ -253,11 +253,9 @@ def foundation_info(name_or_path: str = "tiny-text-gp") -> dict[str, Any]:
 
     Raises ``ValueError`` when the weights on disk are not the ones the manifest describes.
     """
-    from sftvrl.models.loading import SHIPPED_DIR, SHIPPED_MODELS
+    from sftvrl.models.loading import local_folder
 
-    folder = Path(name_or_path)
-    if name_or_path in SHIPPED_MODELS:
-        folder = SHIPPED_DIR / SHIPPED_MODELS[name_or_path]
+    folder = local_folder(name_or_path)
     manifest_path = folder / MANIFEST
     if not manifest_path.is_file():
         raise FileNotFoundError(
