@@ -269,7 +269,32 @@ class VirlEvalResult:
     def summary(self) -> dict[str, Any]:
         row: dict[str, Any] = {f"settings.{k}": v for k, v in asdict(self.settings).items()}
         row |= self.per_step.as_dict("per_step_") | self.route_success.as_dict("route_")
+        row |= other_vocabulary(self.episodes).as_dict("other_vocabulary_")
         return row | {"route_outcomes": outcome_string(self.episodes)}
+
+
+def other_vocabulary(episodes: Sequence[Episode]) -> Rate:
+    """Among graded answers at turn points, those that turn with the other rule's words.
+
+    Under the rule-OOD split (left / right) a compass word is V-IRL's memorisation failure, as a
+    face card read as 10 is GeneralPoints': the model answers in the training vocabulary instead
+    of the one listed in its prompt."""
+    from sftvrl.envs.virl.geometry import COMPASS, RELATIVE
+
+    hits = []
+    for episode in episodes:
+        for turn in episode.turns:
+            info = turn.info
+            expected, parsed = info.get("gt_action") or "", info.get("parsed_action") or ""
+            graded = info.get("outcome") not in (None, "step_limit")  # a step limit reads nothing
+            if not (graded and expected.startswith(TURN)):
+                continue
+            other = RELATIVE if info["rule"] == "absolute" else COMPASS
+            hits.append(parsed.startswith(TURN) and parsed[len(TURN) : -1] in other)
+    return Rate(sum(hits), len(hits))
+
+
+TURN = "turn_direction("
 
 
 def evaluate_virl(

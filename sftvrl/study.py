@@ -112,7 +112,9 @@ class StudyConfig:
             return self.model
         _family, vision = TASKS[self.task]
         if self.tier == "tiny":
-            return "tiny-vlm" if vision else "tiny-text-gp"
+            if vision:
+                return "tiny-vlm"
+            return "tiny-text-gp" if self.task == "gp-l" else "tiny-text-virl"
         raise ValueError(f"tier {self.tier!r} has no default model; pass model=<hub id or path>")
 
     @property
@@ -390,6 +392,7 @@ _METRIC_PREFIXES = {
     "recognition_": ("recognition", None),
     "numbers_read_": ("numbers_read", None),
     "face_as_ten_": ("face_as_ten", None),
+    "other_vocabulary_": ("other_vocabulary", None),
 }
 """Evaluation record prefixes -> the frame's ``metric`` (and the key of per-episode outcomes)."""
 

@@ -94,6 +94,11 @@ def test_virl_evaluation_of_the_expert_and_of_the_wrong_action_space():
     memorised = evaluate_task(ScriptedResponder(compass_answer), "virl-l", "rule_ood", n_episodes=8)
     assert memorised.route_success.value == 0.0
     assert memorised.per_step.value < 1.0
+    # every graded answer at a turn point used the training (compass) vocabulary; the expert none
+    swapped = memorised.summary()
+    assert swapped["other_vocabulary_rate"] == 1.0 and swapped["other_vocabulary_n"] >= 8
+    clean = evaluate_task(ExpertResponder(), "virl-l", "rule_ood", n_episodes=8).summary()
+    assert clean["other_vocabulary_rate"] == 0.0 and clean["other_vocabulary_n"] >= 8
 
 
 def test_evaluate_task_rejects_unknown_tasks():

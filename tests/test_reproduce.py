@@ -144,6 +144,28 @@ def test_done_jobs_are_skipped_and_changed_ones_rerun(book, tmp_path):
     assert lines(log)[-1]["threads"] == 1 and lines(log)[-1]["omp"] == "1"
 
 
+def test_a_job_reruns_when_the_run_logs_it_reads_change(book, tmp_path):
+    log, out, runs = tmp_path / "log.jsonl", tmp_path / "out", tmp_path / "runs"
+    job = Job("record.ipynb", "figures", {"x": 1, "log": str(log)}, reads=(str(runs),))
+
+    def status() -> str:
+        return reproduce(plan=[job], notebooks=book, out=out, threads=1).jobs[0].status
+
+    assert status() == "ok"  # no runs yet
+    assert status() == "skipped"
+    run = runs / "main" / "gp-l" / "rl_s0"
+    run.mkdir(parents=True)
+    (run / "metrics.jsonl").write_text('{"step": 0}\n')
+    assert status() == "ok"  # a new run
+    (run / "checkpoint.bin").write_text("not a log")
+    assert status() == "skipped"  # only run logs count
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"step": 1}\n')  # the run resumed
+    assert status() == "ok"
+    assert status() == "skipped"
+    assert len(lines(log)) == 3
+
+
 def test_a_failure_is_recorded_and_blocks_only_its_dependants(book, tmp_path):
     log, out = tmp_path / "log.jsonl", tmp_path / "out"
     plan = [

@@ -121,19 +121,31 @@ def test_pretraining_learns_and_writes_a_loadable_checkpoint_with_its_manifest(t
     assert again.weights_sha256 == result.weights_sha256  # same config, same weights
 
 
-def test_the_shipped_foundation_matches_its_manifest_and_loads():
+@pytest.mark.parametrize("name", ["tiny-text-gp", "tiny-text-virl"])
+def test_a_shipped_foundation_matches_its_manifest_and_its_command_rebuilds_its_config(name):
+    """The manifest's command, run today, would build with the manifest's config."""
+    import shlex
+
+    from sftvrl.config import apply_overrides, config_to_dict
     from sftvrl.models import ModelConfig, load_policy
+    from sftvrl.tiny import PretrainExperiment, foundation_info
+
+    info = foundation_info(name)
+    program, _, options = info["command"].partition("sftvrl pretrain-tiny")
+    assert program == ""
+    experiment = apply_overrides(PretrainExperiment(), shlex.split(options))
+    assert info["config"] == json.loads(json.dumps(config_to_dict(experiment.pretrain)))
+    budget = "5" if experiment.pretrain.family == "general_points" else "2"
+    for split in ("id", "rule_ood"):
+        assert 0 <= info["scores"][next(k for k in info["scores"] if k.startswith(split))] <= 1
+        assert any(k.startswith(split) and k.endswith("_at_" + budget) for k in info["scores"])
+    policy = load_policy(ModelConfig(name_or_path=name))
+    assert not policy.vision and policy.model.num_parameters() > 1_000_000
+    assert len(policy.tokenizer) == experiment.pretrain.vocab_size
+
+
+def test_the_gp_foundation_scores_below_on_the_rule_it_never_saw():
     from sftvrl.tiny import foundation_info
 
-    info = foundation_info("tiny-text-gp")
-    assert info["command"] == "sftvrl pretrain-tiny"
-    assert info["config"] == json.loads(json.dumps(_default_config()))
-    assert 0 < info["scores"]["rule_ood_success_at_5"] < info["scores"]["id_success_at_5"] < 1
-    policy = load_policy(ModelConfig(name_or_path="tiny-text-gp"))
-    assert not policy.vision and policy.model.num_parameters() > 1_000_000
-
-
-def _default_config():
-    from dataclasses import asdict
-
-    return asdict(PretrainConfig())
+    scores = foundation_info("tiny-text-gp")["scores"]
+    assert 0 < scores["rule_ood_success_at_5"] < scores["id_success_at_5"] < 1

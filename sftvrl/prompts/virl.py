@@ -11,6 +11,7 @@ current instruction sentence and the ground-truth action.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Literal
 
 from sftvrl.envs.virl.geometry import COMPASS, RELATIVE
@@ -98,7 +99,14 @@ def build_prompt(
     ``layout_text`` is used by the compact style to state the grid layout actually rendered.
     """
     if style == "compact":
-        return _compact_prompt(rail, index, absolute=absolute, vision=vision, layout=layout_text)
+        return compact_prompt(
+            rail,
+            index,
+            absolute=absolute,
+            turns=turn_choices(absolute),
+            vision=vision,
+            layout=layout_text,
+        )
     if style != "paper":
         raise ValueError(f"prompt style must be 'paper' or 'compact', got {style!r}")
     parts = [
@@ -127,12 +135,26 @@ def build_prompt(
     return "\n".join(parts)
 
 
-def _compact_prompt(rail: Rail, index: int, *, absolute: bool, vision: bool, layout: str) -> str:
-    turns = ", ".join(turn_choices(absolute))
+def compact_prompt(
+    rail: Rail,
+    index: int,
+    *,
+    absolute: bool,
+    turns: Sequence[str],
+    vision: bool = False,
+    layout: str = "[front, right / back, left]",
+) -> str:
+    """The compact prompt with ``turns`` listed as the allowed turn directions (the history's
+    past actions use compass words when ``absolute``, else relative words).
+
+    The environment lists one rule's whole vocabulary (:func:`turn_choices`); the tiny tier's
+    foundation corpus lists other vocabularies, so the model learns to read the list.
+    """
+    allowed = ", ".join(turns)
     parts = [
         "Follow the route instructions.",
         rail.instruction,
-        f"Actions: forward() | turn_direction(x), x in {{{turns}}} | stop()",
+        f"Actions: forward() | turn_direction(x), x in {{{allowed}}} | stop()",
     ]
     if vision:
         parts.append(f"Image: 4 street views {layout}.")

@@ -81,6 +81,9 @@ class Job:
     name: str
     parameters: dict[str, Any] = field(default_factory=dict)
     needs: tuple[str, ...] = ()
+    reads: tuple[str, ...] = ()
+    """Folders (as the notebooks see them) whose run logs the job reads: when their logs change
+    (a run resumed or redone, by this plan or by hand) the job is out of date."""
 
 
 def default_runs_root(tier: str, out: str | Path, quick: bool, model: str | None) -> Path:
@@ -178,6 +181,7 @@ def build_plan(
         "figures",
         {"runs_root": runs_dir, "out": out_dir},
         tuple(job.name for job in jobs),
+        reads=(runs_dir,),
     )
     return [*jobs, figures]
 

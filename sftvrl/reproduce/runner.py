@@ -4,7 +4,8 @@ Every job runs in a worker process of its own (:mod:`.worker`), with its thread 
 machine with several GPUs, one GPU) set through the environment its kernel inherits. A job that
 finishes leaves a marker ``<out>/notebooks/<name>.done.json`` (parameters, notebook hash, status,
 wall time, peak memory); the next call skips a job whose marker says it succeeded with the same
-parameters and notebook, unless a job it needs ran again. A killed job has no marker and simply
+parameters and notebook, unless a job it needs ran again or the run logs it reads (``Job.reads``:
+the figures job reads every run folder) changed since. A killed job has no marker and simply
 runs again; the experiment notebooks resume their run folders through the library, so no work is
 lost. A failed job records its error; the jobs that need it are blocked, the others go on.
 """
@@ -64,6 +65,27 @@ def notebook_parameters(path: str | Path) -> list[str]:
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+RUN_LOGS = ("metrics.jsonl", "study.json")
+"""The files of a run folder that figures are drawn from."""
+
+
+def logs_fingerprint(folders: Sequence[Path]) -> str:
+    """A hash of the name, size and modification time of every run log under ``folders``: it
+    changes when a run is added, resumed or redone (reading only file metadata, so it is cheap)."""
+    digest = hashlib.sha256()
+    for folder in folders:
+        digest.update(str(folder).encode() + b"\0")
+        if not folder.is_dir():
+            continue
+        paths = sorted(p for name in RUN_LOGS for p in folder.rglob(name) if p.is_file())
+        for path in paths:
+            stat = path.stat()
+            digest.update(
+                f"{path.relative_to(folder)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode()
+            )
+    return digest.hexdigest()
 
 
 def _normalised(parameters: dict[str, Any]) -> Any:
@@ -162,8 +184,15 @@ class _Runner:
             marker.get("status") == "ok"
             and marker.get("parameters") == _normalised(job.parameters)
             and marker.get("notebook_sha256") == _sha256(source)
+            and marker.get("reads_fingerprint") == self.reads_fingerprint(job)
         )
         return marker if same else None
+
+    def reads_fingerprint(self, job: Job) -> str | None:
+        """:func:`logs_fingerprint` of the folders the job reads (None when it reads none)."""
+        if not job.reads:
+            return None
+        return logs_fingerprint([(self.notebooks / folder).resolve() for folder in job.reads])
 
     # -- one job ------------------------------------------------------------------------------
     def parameters(self, job: Job, source: Path) -> dict[str, Any]:
@@ -240,6 +269,7 @@ class _Runner:
                     "notebook": job.notebook,
                     "notebook_sha256": _sha256(source) if source.is_file() else None,
                     "parameters": _normalised(job.parameters),
+                    "reads_fingerprint": self.reads_fingerprint(job),
                     "status": result.status,
                     "error": result.error,
                     "wall_s": result.wall_s,

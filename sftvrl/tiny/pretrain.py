@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from sftvrl.data import content_hash
 from sftvrl.tiny.corpus import GPCorpusConfig, gp_corpus
+from sftvrl.tiny.virl_corpus import VirlCorpusConfig, virl_corpus
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +38,16 @@ class PretrainConfig:
     """Everything that decides the foundation checkpoint (hyper-parameters in one place)."""
 
     family: str = "general_points"
+    """``general_points`` (``corpus``) or ``virl`` (``virl_corpus``)."""
     n_examples: int = 48_000
     corpus_seed: int = 0
     corpus: GPCorpusConfig = field(default_factory=GPCorpusConfig)
+    virl_corpus: VirlCorpusConfig = field(default_factory=VirlCorpusConfig)
+    vocab_size: int = 512
+    """512: the tiny tier's built-in tokenizer. Otherwise a tokenizer of this size is trained on
+    the built-in texts plus the first ``tokenizer_chats`` corpus chats (V-IRL's long prompts take
+    2.5 times fewer tokens with 1,024)."""
+    tokenizer_chats: int = 2_000
     model_seed: int = 0
     steps: int = 2_000
     batch_size: int = 64
@@ -78,11 +86,35 @@ class TokenisedCorpus:
         return {"input_ids": ids, "labels": labels}
 
 
+FAMILIES = ("general_points", "virl")
+
+
 def build_corpus(config: PretrainConfig) -> list[dict[str, Any]]:
-    """The corpus chats for ``config`` (only GeneralPoints so far)."""
-    if config.family != "general_points":
-        raise ValueError(f"no foundation corpus for family {config.family!r}; use 'general_points'")
-    return gp_corpus(config.n_examples, seed=config.corpus_seed, config=config.corpus)
+    """The corpus chats for ``config``'s family."""
+    if config.family == "general_points":
+        return gp_corpus(config.n_examples, seed=config.corpus_seed, config=config.corpus)
+    if config.family == "virl":
+        return virl_corpus(config.n_examples, seed=config.corpus_seed, config=config.virl_corpus)
+    raise ValueError(f"no foundation corpus for family {config.family!r}; use one of {FAMILIES}")
+
+
+def fresh_policy(config: PretrainConfig, corpus: list[dict[str, Any]]) -> Any:
+    """The random-init tiny text model to pretrain, with the tokenizer ``config`` asks for."""
+    from sftvrl.models import ModelConfig, load_policy
+    from sftvrl.models.loading import Policy
+    from sftvrl.models.tiny import TinyTextConfig, build_tiny_text_model
+    from sftvrl.models.tokenizer import build_tokenizer, default_corpus
+
+    model_config = ModelConfig(name_or_path="tiny-text", seed=config.model_seed)
+    if config.vocab_size == 512:
+        return load_policy(model_config)
+    texts = [
+        "\n".join(message["content"] for message in chat["messages"])
+        for chat in corpus[: config.tokenizer_chats]
+    ]
+    tokenizer = build_tokenizer([*default_corpus(), *texts], vocab_size=config.vocab_size)
+    model = build_tiny_text_model(tokenizer, TinyTextConfig(), seed=config.model_seed)
+    return Policy(model, tokenizer, None, False, model_config, base="tiny-text")
 
 
 def tokenise(examples: list[dict[str, Any]], tokenizer: Any) -> TokenisedCorpus:
@@ -162,13 +194,12 @@ def pretrain(
     eval_episodes: int | None = None,
 ) -> PretrainResult:
     """Pretrain a fresh tiny text model on the corpus and save it (with its manifest) to ``out``."""
-    from sftvrl.models import ModelConfig, load_policy
-
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.model_seed)
-    policy = load_policy(ModelConfig(name_or_path="tiny-text", seed=config.model_seed))
+    chats = build_corpus(config)
+    policy = fresh_policy(config, chats)
     model, tokenizer = policy.model, policy.tokenizer
-    corpus = tokenise(build_corpus(config), tokenizer)
+    corpus = tokenise(chats, tokenizer)
     optimiser = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
@@ -198,7 +229,7 @@ def pretrain(
     out = Path(out)
     policy.save(out)
     weights = weights_sha256(out)
-    scores = score_foundation(policy, n_episodes=eval_episodes)
+    scores = score_foundation(policy, config.family, n_episodes=eval_episodes)
     manifest = {
         "config": asdict(config),
         "corpus_sha256": corpus.sha256,
@@ -217,23 +248,40 @@ def pretrain(
     return PretrainResult(out, losses, seconds, corpus.sha256, weights, scores)
 
 
-def score_foundation(policy: Any, *, n_episodes: int | None = None) -> dict[str, float]:
-    """The base model's GP-L success (greedy, one try and five tries) on ID and rule OOD.
+VIRL_SCORE_ROUTES = 100
+"""Routes per split for a V-IRL foundation's scores when no number is given."""
 
-    The base model never saw either rule, so these are its zero-shot scores before post-training.
+
+def score_foundation(
+    policy: Any, family: str = "general_points", *, n_episodes: int | None = None
+) -> dict[str, float]:
+    """The base model's zero-shot success (greedy) on ID and rule OOD, with one try and with the
+    paper's budget (GP-L: hand success with 1 and 5 tries, every hand when ``n_episodes`` is
+    None; V-IRL-L: route success and per-step accuracy with 1 and 2 tries per point).
+
+    The base model never saw either rule, so these are its scores before post-training.
     """
     from sftvrl.eval import evaluate_task
     from sftvrl.train.generation import PolicyResponder, SamplingConfig
 
-    responder = PolicyResponder(policy, SamplingConfig(max_new_tokens=64, temperature=0.0))
+    gp = family == "general_points"
+    task, budget, answer_tokens = ("gp-l", 5, 64) if gp else ("virl-l", 2, 128)
+    routes = n_episodes if gp or n_episodes is not None else VIRL_SCORE_ROUTES
+    sampling = SamplingConfig(max_new_tokens=answer_tokens, temperature=0.0)
+    responder = PolicyResponder(policy, sampling)
     scores: dict[str, float] = {}
     for split in ("id", "rule_ood"):
-        for tries in (1, 5):
+        for tries in (1, budget):
             result = evaluate_task(
-                responder, "gp-l", split, n_episodes=n_episodes, verify_iter=tries, prompt="compact"
+                responder, task, split, n_episodes=routes, verify_iter=tries, prompt="compact"
             )
-            scores[f"{split}_success_at_{tries}"] = result.success.value
-            scores[f"{split}_n"] = result.success.n
+            if gp:
+                scores[f"{split}_success_at_{tries}"] = result.success.value
+                scores[f"{split}_n"] = result.success.n
+            else:
+                scores[f"{split}_route_success_at_{tries}"] = result.route_success.value
+                scores[f"{split}_per_step_at_{tries}"] = result.per_step.value
+                scores[f"{split}_n"] = result.route_success.n
     return scores
 
 
