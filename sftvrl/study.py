@@ -123,7 +123,17 @@ class StudyConfig:
         return Path(self.out) / name / self.task
 
 
-_VIRL_TINY: dict[str, Any] = {
+_VIRL_L_TINY: dict[str, Any] = {
+    "init_steps": 40,
+    "sft_data": 1_000,
+    "eval_episodes": 100,
+    "max_new_tokens": 80,
+}
+"""V-IRL-L starts from its own foundation (``tiny-text-virl``, a 1,024-token vocabulary: prompts of
+about 330 tokens, answers under 60); budgets in 05_tiny_tier_design. ``sft_data`` counts routes
+(about ten chats each); ``eval_episodes`` routes per split."""
+
+_VIRL_VL_TINY: dict[str, Any] = {
     "init_steps": 20,
     "sft_steps": 60,
     "sft_batch_size": 8,
@@ -131,11 +141,11 @@ _VIRL_TINY: dict[str, Any] = {
     "rl_episodes": 8,
     "evals_per_branch": 2,
     "eval_episodes": 16,
-    "max_new_tokens": 48,
+    "max_new_tokens": 160,
 }
-"""V-IRL chats are about eight times longer than GeneralPoints ones (instruction and history), so
-the tiny tier gives V-IRL a much smaller budget: a working miniature of the pipeline, not a
-calibrated study (V-IRL has no pretrained tiny foundation yet)."""
+"""V-IRL-VL starts from the random ``tiny-vlm`` (no vision foundation yet), whose 512-token
+vocabulary spells a V-IRL answer in up to about 140 tokens and a prompt in about 800: a working
+miniature of the pipeline with a much smaller budget, not a calibrated study."""
 
 TIER_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "tiny": {
@@ -149,8 +159,8 @@ TIER_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
             "max_new_tokens": 80,
             "splits": ["id", "rule_ood", "visual_ood"],
         },
-        "virl-l": _VIRL_TINY | {"splits": ["id", "rule_ood"]},
-        "virl-vl": _VIRL_TINY | {"splits": ["id", "rule_ood", "mini"]},
+        "virl-l": _VIRL_L_TINY,
+        "virl-vl": _VIRL_VL_TINY | {"splits": ["id", "rule_ood", "mini"]},
     },
     "gpu": {},
     "paper": {},
