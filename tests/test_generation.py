@@ -77,6 +77,36 @@ def test_greedy_vision_policy_answers_with_the_image():
     assert result.recognition.n == 3
 
 
+@pytest.mark.parametrize("engine", ["cached", "generate"])
+def test_a_vision_policy_never_generates_its_image_placeholder(engine):
+    """A sampled <image> would make the next forward pass (next turn, PPO scoring) fail."""
+    from PIL import Image
+
+    policy = load_policy(ModelConfig(name_or_path="tiny-vlm", seed=0))
+    image_token = policy.model.config.image_token_id
+    head = policy.model.get_output_embeddings()
+
+    def prefer_image(_module, _inputs, output):  # the untrained model's favourite token
+        output[..., image_token] += 100.0
+        return output
+
+    handle = head.register_forward_hook(prefer_image)
+    try:
+        responder = PolicyResponder(
+            policy, SamplingConfig(max_new_tokens=6, temperature=1.0, engine=engine), seed=1
+        )
+        image = Image.new("RGB", (64, 64), "white")
+        conversation = [
+            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Cards?"}]}
+        ]
+        responses = responder([Request(conversation, image, None) for _ in range(3)])
+    finally:
+        handle.remove()
+    for response in responses:
+        assert len(response.response_ids) == 6
+        assert image_token not in response.response_ids.tolist()
+
+
 def test_cached_engine_matches_generate_with_and_without_reuse(text_policy):
     settings = GPEvalSettings(n_episodes=7, verify_iter=3, batch_size=4)
     options = {"max_new_tokens": 12}

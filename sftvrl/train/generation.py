@@ -506,7 +506,10 @@ class PolicyResponder:
             ]
         )
         top_k = _top_k(policy.model, sampling)
+        banned = _banned_tokens(policy)
         for step in range(sampling.max_new_tokens):
+            if banned:
+                next_logits[:, banned] = float("-inf")
             chosen = _sample(next_logits, sampling.temperature, top_k, sampling.top_p, generator)
             chosen = torch.where(done, pad, chosen)
             tokens[live, step] = chosen
@@ -589,6 +592,9 @@ class PolicyResponder:
             options |= {"temperature": sampling.temperature, "top_p": sampling.top_p}
             if sampling.top_k is not None:
                 options["top_k"] = sampling.top_k
+        banned = _banned_tokens(policy)
+        if banned:
+            options["suppress_tokens"] = banned
         devices = [policy.device] if policy.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.seed * 1_000_003 + self.calls)
@@ -607,6 +613,19 @@ class PolicyResponder:
             text = tokenizer.decode(completion, skip_special_tokens=True)
             responses.append(Response(text, prompt_ids=prompt_ids, response_ids=completion))
         return responses
+
+
+def _banned_tokens(policy: Any) -> list[int]:
+    """Tokens a VLM must never generate: its image placeholder. A sampled ``<image>`` in an
+    answer would ask the next forward pass (the next turn, or RL scoring the answer) for one image
+    more than it is given, which the model refuses."""
+    if not policy.vision:
+        return []
+    config = getattr(_base_model(policy.model), "config", None)
+    token = getattr(config, "image_token_id", None)
+    if token is None:
+        token = getattr(config, "image_token_index", None)
+    return [] if token is None else [int(token)]
 
 
 def _base_model(model: Any) -> Any:
