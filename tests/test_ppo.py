@@ -5,6 +5,8 @@ import statistics
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sftvrl.models import LoraSettings, ModelConfig, TinyTextConfig
 from sftvrl.runs import read_metric_records
@@ -16,6 +18,7 @@ from sftvrl.train.ppo import (
     RLExperiment,
     Transition,
     compute_gae,
+    mini_batches,
     thought_length,
     train_ppo,
 )
@@ -26,6 +29,21 @@ def transition(episode, reward, done, value):
     t = Transition(episode, 0, torch.tensor([1]), torch.tensor([2]), 0, None, reward, done, done)
     t.old_value = value
     return t
+
+
+@given(n=st.integers(0, 60), size=st.integers(1, 9), extra=st.integers(0, 8))
+def test_mini_batches_use_every_transition_once_in_the_agreed_count(n, size, extra):
+    own = -(-n // size)
+    count = own + extra
+    if count == 0:
+        return
+    order = list(range(n))[::-1]
+    batches = mini_batches(order, size, count)
+    assert len(batches) == count
+    assert sorted(i for batch in batches for i in batch) == sorted(order)
+    if extra == 0:  # the plain slicing, so one process trains exactly as before
+        assert batches == [order[i : i + size] for i in range(0, n, size)]
+    assert max(map(len, batches)) - min(map(len, batches)) <= (size if extra == 0 else 1)
 
 
 def test_gae_by_hand():

@@ -48,3 +48,35 @@ def test_two_process_ppo_run(tmp_path):
     updates = [r for r in read_metric_records(run) if "policy_loss" in r]
     assert [r["step"] for r in updates] == [1, 2]
     assert (run / "final" / "model.safetensors").exists()
+
+
+def test_two_processes_with_different_numbers_of_transitions_stay_in_step(tmp_path):
+    """Episodes that end after different numbers of tries give each process its own number of
+    transitions; every process must still make the same number of synchronised passes."""
+    launcher = Path(sys.executable).parent / "accelerate"
+    config = CONFIG_DIR / "accelerate" / "cpu_2proc.yaml"
+    command = [str(launcher), "launch", "--config_file", str(config), "-m", "sftvrl.cli", "rl"]
+    replaced = ("model.", "env.verify", "ppo.mini", "ppo.episodes", "ppo.rollout")
+    overrides = [o for o in OVERRIDES if not o.startswith(replaced)]
+    overrides += [
+        "model.name_or_path=tiny-text-gp",  # solves some hands: episodes of 1 to 5 turns
+        "env.verify_iter=5",
+        "ppo.episodes_per_update=8",
+        "ppo.rollout_batch=8",
+        "ppo.max_new_tokens=48",
+        "ppo.mini_batch_size=1",
+        "save_every=0",
+    ]
+    done = subprocess.run(
+        [*command, *overrides, f"output={tmp_path}", "name=uneven"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    updates = [r for r in read_metric_records(tmp_path / "uneven") if "policy_loss" in r]
+    assert [r["step"] for r in updates] == [1, 2]
+    # one transition per batch: the agreed count is the larger process's number of transitions,
+    # above the mean over processes whenever they differ
+    uneven = [r["mini_batches_per_epoch"] > r["turns_per_episode"] * 8 for r in updates]
+    assert any(uneven)

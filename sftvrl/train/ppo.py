@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -372,6 +373,17 @@ def score(
     return logprobs, values, entropy
 
 
+def mini_batches(order: Sequence[int], size: int, count: int) -> list[list[int]]:
+    """``order`` cut into ``count`` mini-batches: consecutive slices of ``size`` when that gives
+    ``count`` of them, else ``count`` near-equal slices (each index once; empty ones when there
+    are fewer indices than batches)."""
+    if math.ceil(len(order) / size) == count:
+        return [list(order[start : start + size]) for start in range(0, len(order), size)]
+    return [
+        list(order[i * len(order) // count : (i + 1) * len(order) // count]) for i in range(count)
+    ]
+
+
 def compute_gae(
     transitions: Sequence[Transition], gamma: float, lam: float, bootstrap: Sequence[float]
 ) -> None:
@@ -513,16 +525,20 @@ class PPOTrainer:
         }
         steps_per_optimizer = ppo.grad_accumulation
         micro = 0
+        count = self._mini_batch_count(len(transitions))
         for _ in range(ppo.ppo_epochs):
             order = list(range(len(transitions)))
             self.rng.shuffle(order)
-            for start in range(0, len(order), ppo.mini_batch_size):
-                batch = [transitions[i] for i in order[start : start + ppo.mini_batch_size]]
+            for chunk in mini_batches(order, ppo.mini_batch_size, count):
+                # a process with fewer transitions than batches still takes part in every
+                # synchronised backward pass, with a zero-weighted loss
+                batch = [transitions[i] for i in (chunk or order[:1])]
                 loss, info = self._loss(batch)
-                self.accelerator.backward(loss / steps_per_optimizer)
+                self.accelerator.backward(loss * (1.0 if chunk else 0.0) / steps_per_optimizer)
                 micro += 1
-                for key, value in info.items():
-                    stats[key].append(value)
+                if chunk:
+                    for key, value in info.items():
+                        stats[key].append(value)
                 if micro % steps_per_optimizer == 0:
                     self._step()
         if micro % steps_per_optimizer:
@@ -530,7 +546,19 @@ class PPOTrainer:
         tokens = sum(len(t.prompt_ids) + len(t.response_ids) for t in transitions)
         self.tracker.add_ppo_update(tokens, ppo.ppo_epochs)
         self.scheduler.step()
-        return {k: float(np.mean(v)) if v else 0.0 for k, v in stats.items()}
+        means = {k: float(np.mean(v)) if v else 0.0 for k, v in stats.items()}
+        return means | {"mini_batches_per_epoch": float(count)}
+
+    def _mini_batch_count(self, n_transitions: int) -> int:
+        """Mini-batches per epoch: ``ceil(n / mini_batch_size)``, or on several processes the
+        largest such count of any process. Every backward pass synchronises the gradients of all
+        processes, so they must all make the same number of passes, whatever their rollouts
+        gave them (episodes end after different numbers of turns)."""
+        local = math.ceil(n_transitions / self.config.ppo.mini_batch_size)
+        if self.accelerator.num_processes == 1:
+            return local
+        counts = self.accelerator.gather(torch.tensor([local], device=self.policy.device))
+        return int(counts.max())
 
     def _step(self) -> None:
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
