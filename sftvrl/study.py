@@ -124,14 +124,17 @@ class StudyConfig:
 
 
 _VIRL_L_TINY: dict[str, Any] = {
-    "init_steps": 40,
+    "init_steps": 10,
+    "sft_steps": 300,
     "sft_data": 1_000,
     "eval_episodes": 100,
     "max_new_tokens": 80,
 }
 """V-IRL-L starts from its own foundation (``tiny-text-virl``, a 1,024-token vocabulary: prompts of
-about 330 tokens, answers under 60); budgets in 05_tiny_tier_design. ``sft_data`` counts routes
-(about ten chats each); ``eval_episodes`` routes per split."""
+about 330 tokens, answers under 60). Init: 10 steps, by the pre-declared rule (no length reached
+the 30-60% band; 05_tiny_tier_design). The SFT branch's 300 steps are about the training compute
+of the RL branch's 16 updates of 32 routes. ``sft_data`` counts routes (about ten chats each);
+``eval_episodes`` routes per split."""
 
 _VIRL_VL_TINY: dict[str, Any] = {
     "init_steps": 20,

@@ -155,7 +155,12 @@ def build_plan(
     if tier == "tiny":  # how the tiny tier was designed: its calibration sweeps and GP-L verdict
         design = {"seeds": common["seeds"], "quick": quick, "out": runs_dir}
         if quick:
-            design |= {"init_sweep": [2], "rl_lr_sweep": [5e-5]}
+            design |= {
+                "init_sweep": [2],
+                "rl_lr_sweep": [5e-5],
+                "virl_init_sweep": [2],
+                "virl_rl_lr_sweep": [5e-5],
+            }
         jobs.append(Job("05_tiny_tier_design.ipynb", "tiny-design", design))
     jobs += [study("02_main_study.ipynb", f"main-{task}", task) for task in TASKS]
     jobs += [
