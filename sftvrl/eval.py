@@ -279,22 +279,18 @@ def other_vocabulary(episodes: Sequence[Episode]) -> Rate:
     Under the rule-OOD split (left / right) a compass word is V-IRL's memorisation failure, as a
     face card read as 10 is GeneralPoints': the model answers in the training vocabulary instead
     of the one listed in its prompt."""
-    from sftvrl.envs.virl.geometry import COMPASS, RELATIVE
+    from sftvrl.envs.virl.geometry import COMPASS, RELATIVE, turn_word
 
     hits = []
     for episode in episodes:
         for turn in episode.turns:
             info = turn.info
-            expected, parsed = info.get("gt_action") or "", info.get("parsed_action") or ""
             graded = info.get("outcome") not in (None, "step_limit")  # a step limit reads nothing
-            if not (graded and expected.startswith(TURN)):
+            if not (graded and turn_word(info.get("gt_action"))):
                 continue
             other = RELATIVE if info["rule"] == "absolute" else COMPASS
-            hits.append(parsed.startswith(TURN) and parsed[len(TURN) : -1] in other)
+            hits.append(turn_word(info.get("parsed_action")) in other)
     return Rate(sum(hits), len(hits))
-
-
-TURN = "turn_direction("
 
 
 def evaluate_virl(

@@ -29,7 +29,7 @@ from typing import Any
 
 from sftvrl.chat import turn
 from sftvrl.envs.virl import VirlEnv
-from sftvrl.envs.virl.geometry import COMPASS, FORWARD, RELATIVE, STOP, turn_action
+from sftvrl.envs.virl.geometry import COMPASS, FORWARD, RELATIVE, STOP, turn_action, turn_word
 from sftvrl.envs.virl.model import Rail
 from sftvrl.envs.virl.verifier import verify
 from sftvrl.prompts.feedback import feedback_prompt
@@ -60,13 +60,11 @@ def _city_env(city_seed: int) -> VirlEnv:
 
 def needed_words(rail: Rail, *, absolute: bool) -> list[str]:
     """The turn words the rail's expert actions use under a rule (compass or relative)."""
-    words = []
+    words: list[str] = []
     for entry in rail.entries:
-        action = entry.action(absolute)
-        if action not in (FORWARD, STOP):
-            word = action[len("turn_direction(") : -1]
-            if word not in words:
-                words.append(word)
+        word = turn_word(entry.action(absolute))
+        if word is not None and word not in words:
+            words.append(word)
     return words
 
 
@@ -82,16 +80,12 @@ def sample_vocabulary(
     count = rng.randint(min(lowest, len(extra) - 1), len(extra) - 1)
     words = needed + rng.sample(extra, count)
     rng.shuffle(words)
-    if (
-        frozenset(words) in HELD_OUT_VOCABULARIES
-    ):  # cannot happen (a proper subset); kept as a guard
-        raise AssertionError(f"held-out vocabulary {words} sampled")
     return words
 
 
-def _wrong_answer(rail: Rail, index: int, words: list[str], absolute: bool, rng: random.Random):
-    """The expert answer with a wrong action from the listed vocabulary (or forward/stop)."""
-    fields = json.loads(expert_response(rail, index, absolute=absolute, style="compact"))
+def _wrong_answer(answer: str, words: list[str], rng: random.Random) -> str:
+    """The expert ``answer`` with a wrong action from the listed vocabulary (or forward/stop)."""
+    fields = json.loads(answer)
     right = fields["action"]
     options = [turn_action(word) for word in words] + [FORWARD, STOP]
     fields["action"] = rng.choice([option for option in options if option != right])
@@ -117,7 +111,7 @@ def virl_corpus_example(rng: random.Random, config: VirlCorpusConfig) -> dict[st
     answer = expert_response(rail, index, absolute=absolute, style="compact")
     messages = [turn("user", prompt, vision=False)]
     if rng.random() < config.revision:
-        wrong = _wrong_answer(rail, index, words, absolute, rng)
+        wrong = _wrong_answer(answer, words, rng)
         verdict = verify(
             wrong, rail.entries[index], absolute=absolute, mode="exact", schema=COMPACT_SCHEMA
         )

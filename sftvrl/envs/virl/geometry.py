@@ -99,6 +99,13 @@ def turn_action(word: str) -> str:
     return f"turn_direction({word})"
 
 
+def turn_word(action: str | None) -> str | None:
+    """The direction of a turn action (``turn_action``'s inverse); None for any other action."""
+    if action and action.startswith("turn_direction(") and action.endswith(")"):
+        return action[len("turn_direction(") : -1]
+    return None
+
+
 FORWARD = "forward()"
 STOP = "stop()"
 
