@@ -4,8 +4,9 @@ Run ``python benchmarks/bench_ppo.py`` (``--quick`` for a smoke run under a minu
 ``--write-readme README.md`` to put the table between the README's ``<!-- bench_ppo:start -->``
 and ``<!-- bench_ppo:end -->`` markers). ``make bench`` does the latter.
 
-Both trainers train the same model (random-init ``tiny-text``, seed 0) on tiny GP-L (ID split,
-compact prompt, exact verification) with the same rollouts per step:
+Both trainers train the same model (by default the shipped tiny-tier foundation ``tiny-text-gp``,
+the model every tiny GP-L run starts from; ``--model tiny-text`` for the random-init one) on tiny
+GP-L (ID split, compact prompt, exact verification) with the same rollouts per step:
 
 - **sftvrl PPO**: ``PPOTrainer`` with the tiny-tier settings of ``sftvrl/configs/tiny/gp_l_rl.yaml``
   (64 episodes per update, 5 verified tries, 48 new tokens per answer, mini-batches of 16,
@@ -26,9 +27,10 @@ issue asks for *the same number of generations per step*, and a generation of th
 protocol is a whole episode (answer, feedback, revised answer, ...). Single-turn prompts would
 generate a fifth of the tokens per episode with short contexts and no feedback turns, i.e. time
 another task. With the arm both trainers play identical episodes; what differs is the
-algorithm: PPO scores every answer as its own sequence (the chat so far plus the answer, so an
-episode's prompt is re-read at every turn), with a value head, and takes 4 passes over the
-buffer; GRPO trains each episode once as one sequence with the feedback tokens masked out.
+algorithm: PPO scores every answer with a value head and takes 4 passes over the buffer (the
+turns of an episode in one row when their tokens chain, ``PPOConfig.pack_turns``; otherwise every
+answer as its own sequence, the chat so far re-read at every turn); GRPO trains each episode once
+as one sequence with the feedback tokens masked out.
 
 Columns: *generated tokens* are the sampled answer tokens (``PPOTrainer``: the answers' ids;
 GRPO: the ``env_mask`` ones), *tokens/s* are those per second of a whole update, *rollout* is
@@ -44,7 +46,9 @@ time), with one torch thread by default (``--threads``): on a shared 2-core mach
 intra-op thread waits for a busy core and slows everything several times. Each process first
 warms up with a tiny run of its trainer, then times ``updates`` updates; the table shows medians.
 A random-init model writes no parsable answer, so every episode uses all its tries and nearly
-every answer is ``max_new_tokens`` long: both trainers do the same rollout work per episode.
+every answer is ``max_new_tokens`` long, and its sampled answers rarely re-tokenise to the same
+ids, so PPO's turns do not chain; the foundation ends episodes when it succeeds and its turns
+chain (the table reports the share of transitions scored in a shared row).
 """
 
 from __future__ import annotations
@@ -102,6 +106,7 @@ class Settings:
     generations: int  # GRPO group size
     updates: int  # timed per arm, after a warm-up
     threads: int = 1
+    model: str = "tiny-text-gp"
 
 
 FULL = Settings("full", 64, 5, 48, 16, 4, 4, 8, 3)
@@ -153,7 +158,7 @@ def _ppo_experiment(settings: Settings, folder: Path, *, small: bool = False) ->
 
     episodes = 4 if small else settings.episodes
     return RLExperiment(
-        model=ModelConfig(name_or_path="tiny-text", seed=0),
+        model=ModelConfig(name_or_path=settings.model, seed=0),
         env=RLEnvConfig(
             task="gp-l",
             split="id",
@@ -183,6 +188,8 @@ def _ppo_experiment(settings: Settings, folder: Path, *, small: bool = False) ->
 
 
 def _ppo_update(trainer: Any) -> dict[str, float]:
+    from sftvrl.train.ppo import packed_rows
+
     before = trainer.tracker.metrics()
     start = time.perf_counter()
     transitions, episodes = trainer.collect()
@@ -197,6 +204,7 @@ def _ppo_update(trainer: Any) -> dict[str, float]:
         "rollout": collected - start,
         "episodes": len(episodes),
         "tokens": sum(len(t.response_ids) for t in transitions),
+        "linked": sum(len(c) for c in packed_rows(transitions) if len(c) > 1) / len(transitions),
         **{key: trainer.tracker.metrics()[key] - before[key] for key in GFLOPS_KEYS},
     }
 
@@ -274,7 +282,7 @@ def _run_grpo(settings: Settings, folder: Path, memory: _Memory) -> list[dict[st
             self.seconds.append(time.perf_counter() - self.begin)
 
     grpo.make_rollout_func = timed_rollout_func  # this worker process only
-    model = ModelConfig(name_or_path="tiny-text", seed=0)
+    model = ModelConfig(name_or_path=settings.model, seed=0)
     grpo.train_grpo(_grpo_config(settings, small=True), model, output=folder, name="warm-up")
     gc.collect()
     rollouts.clear()
@@ -406,6 +414,8 @@ class Summary:
     tokens_per_s: float
     gflops: float
     gflops_train: float
+    linked: float
+    """Share of PPO's transitions scored in a row shared with other turns of their episode."""
     peak_rss: int
     rss_growth: int
     gpu_peak: int | None
@@ -426,6 +436,7 @@ class Summary:
             tokens_per_s=statistics.median(u["tokens"] / u["seconds"] for u in updates),
             gflops=median("gflops"),
             gflops_train=median("gflops_train"),
+            linked=statistics.median(u.get("linked", 0.0) for u in updates),
             peak_rss=result["peak_rss"],
             rss_growth=result["peak_rss"] - result["start_rss"],
             gpu_peak=result["gpu_peak"],
@@ -477,7 +488,7 @@ def render_table(
         "this machine only"
         + (" and rough: a quick run is small." if settings.label == QUICK.label else "."),
         "",
-        f"Tiny GP-L, random-init `tiny-text`, compact prompt: {settings.episodes} episodes per "
+        f"Tiny GP-L, `{settings.model}`, compact prompt: {settings.episodes} episodes per "
         f"update (GRPO: {settings.episodes // settings.generations} prompts x "
         f"{settings.generations} generations), up to {settings.verify_iter} tries per episode, "
         f"{settings.max_new_tokens} new tokens per answer, temperature 1; PPO "
@@ -513,9 +524,11 @@ def render_table(
         f"- Where the time goes: PPO's rollout takes {_sig(ppo.rollout)} s against the arm's "
         f"{_sig(grpo.rollout)} s, but its training counts {_sig(ppo.gflops_train)} GFLOPs of "
         f"forward-backward against GRPO's {_sig(grpo.gflops_train)} "
-        f"({_sig(ppo.gflops_train / grpo.gflops_train)}x), by design: PPO trains every answer "
-        "as its own sequence (the whole chat before it, re-read at every turn) for "
-        f"{settings.ppo_epochs} epochs, GRPO each episode once as one sequence."
+        f"({_sig(ppo.gflops_train / grpo.gflops_train)}x; the paper's counter, which charges "
+        "every answer its whole chat even where turns share a row), by design: PPO trains for "
+        f"{settings.ppo_epochs} epochs with a value head, GRPO each episode once as one "
+        f"sequence. {ppo.linked:.0%} of PPO's transitions were scored in a row shared with the "
+        "other turns of their episode (`pack_turns`); the others re-read their chat."
     )
     if not reset:
         lines.append("- Peak RSS could not be reset here: it is the process's peak since start.")
@@ -534,6 +547,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads per trainer process (default 1)"
     )
+    parser.add_argument(
+        "--model",
+        default=FULL.model,
+        help="the model both trainers train (default: the tiny GP foundation tiny-text-gp)",
+    )
     parser.add_argument("--worker", choices=ARMS, help=argparse.SUPPRESS)
     parser.add_argument("--settings", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -544,8 +562,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.write_readme is not None:  # fail before measuring, not after
         check_markers(args.write_readme, NAME)
     settings = QUICK if args.quick else FULL
-    if args.threads != settings.threads:
-        settings = Settings(**(asdict(settings) | {"threads": args.threads}))
+    if (args.threads, args.model) != (settings.threads, settings.model):
+        settings = Settings(**(asdict(settings) | {"threads": args.threads, "model": args.model}))
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     start = time.perf_counter()
     results = {}

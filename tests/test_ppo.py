@@ -1,6 +1,7 @@
 """Multi-turn PPO: GAE, the action log-probability, gradients (LoRA and value head), updates that
 learn, and a killed run that resumes to exactly the uninterrupted run's metrics and weights."""
 
+import copy
 import statistics
 
 import pytest
@@ -18,7 +19,10 @@ from sftvrl.train.ppo import (
     RLExperiment,
     Transition,
     compute_gae,
+    link_turns,
     mini_batches,
+    packed_rows,
+    score,
     thought_length,
     train_ppo,
 )
@@ -84,6 +88,53 @@ def small_experiment(tmp_path, name, **ppo):
         output=str(tmp_path),
         name=name,
     )
+
+
+def answered(episode, turn, prompt, answer, image=None):
+    ids = torch.tensor
+    return Transition(episode, turn, ids(prompt), ids(answer), 0, image, 0.0, False, False)
+
+
+def test_turns_chain_only_where_the_tokens_continue():
+    image, other = object(), object()
+    ts = [
+        answered(0, 0, [1, 2], [3]),
+        answered(0, 1, [1, 2, 3, 9], [4]),  # prompt + answer of turn 0, then feedback
+        answered(0, 2, [1, 2, 3, 9, 5, 9], [6]),  # the answer 4 came back as 5: a new chain
+        answered(1, 0, [1, 2, 3, 9, 5, 9, 6, 9], [7]),  # tokens continue, but another episode
+        answered(2, 0, [1], [2], image),
+        answered(2, 1, [1, 2, 8], [3], other),  # the same tokens with another image
+        answered(2, 2, [1, 2, 8, 3, 8], [4], other),
+    ]
+    link_turns(ts)
+    assert [t.chain for t in ts] == [0, 0, 1, 2, 3, 4, 4]
+    assert packed_rows(ts) == [[0, 1], [2], [3], [4], [5, 6]]
+    shuffled = [ts[i] for i in (6, 1, 3, 0, 5)]  # a mini-batch: members meet in turn order
+    assert packed_rows(shuffled) == [[4, 0], [3, 1], [2]]
+
+
+def test_packed_turns_score_as_one_pass_per_turn(tmp_path, one_thread):
+    """The foundation's turns chain (its answers re-tokenise to the sampled ids), and scoring a
+    chain in one row gives each turn the log-probability, value and entropy it gets alone."""
+    config = small_experiment(
+        tmp_path, "pack", episodes_per_update=8, rollout_batch=8, max_new_tokens=48
+    )
+    config.model = ModelConfig(name_or_path="tiny-text-gp")
+    config.env.verify_iter = 3
+    config.ppo.temperature, config.ppo.top_p = 1.0, 1.0
+    trainer = PPOTrainer(config)
+    transitions, _ = trainer.collect()
+    chains = packed_rows(transitions)
+    assert sum(len(chain) for chain in chains if len(chain) > 1) >= len(transitions) // 2
+    alone = copy.deepcopy(transitions)
+    for t in alone:
+        t.chain = -1
+    scorer = trainer.accelerator.unwrap_model(trainer.actor_critic).eval()
+    with torch.no_grad():
+        packed = score(trainer.policy, scorer, transitions, 0.5, with_entropy=True)
+        single = score(trainer.policy, scorer, alone, 0.5, with_entropy=True)
+    for a, b in zip(packed, single, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4)
 
 
 def test_thought_tokens_are_those_before_the_formula_key():

@@ -100,6 +100,10 @@ class PPOConfig:
     top_p: float = 0.9
     max_new_tokens: int = 512
     value_hidden_sizes: tuple[int, ...] = (1024, 512)
+    pack_turns: bool = True
+    """Score the turns of an episode in one forward pass over its tokens when each turn's prompt
+    and answer begin the next turn's prompt (the same log-probabilities and values as one pass
+    per turn, at a fraction of the cost); mini-batches then take an episode's turns together."""
 
 
 @dataclass
@@ -187,13 +191,15 @@ class ActorCritic(nn.Module):
         self.value_head = value_head
 
     def forward(
-        self, value_positions: torch.Tensor, **inputs: Any
+        self, value_positions: torch.Tensor, value_rows: torch.Tensor | None = None, **inputs: Any
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits of every position, and the value at ``value_positions`` (one per row)."""
+        """Logits of every position, and the values at ``value_positions`` of ``value_rows``
+        (default: one position per row)."""
         output = self.model(**inputs, output_hidden_states=True)
         hidden = output.hidden_states[-1]
-        rows = torch.arange(hidden.shape[0], device=hidden.device)
-        return output.logits, self.value_head(hidden[rows, value_positions])
+        if value_rows is None:
+            value_rows = torch.arange(hidden.shape[0], device=hidden.device)
+        return output.logits, self.value_head(hidden[value_rows, value_positions])
 
 
 @dataclass
@@ -210,6 +216,10 @@ class Transition:
     reward: float
     done: bool
     terminated: bool
+    chain: int = -1
+    """Transitions with the same ``chain`` (consecutive turns of one episode) are token prefixes of
+    one another: each one's prompt and answer begin the next one's prompt (see :func:`link_turns`).
+    -1: not linked to any other."""
     old_logprob: float = 0.0
     old_value: float = 0.0
     ref_logprob: float = 0.0
@@ -281,6 +291,43 @@ def _keeps_logits(model: nn.Module) -> bool:
         return False
 
 
+def link_turns(transitions: Sequence[Transition]) -> None:
+    """Give consecutive turns of an episode one ``chain`` where each turn's prompt and answer are
+    exactly the start of the next turn's prompt (same image), in place.
+
+    A chain is then one token sequence: by causal attention, every turn's answer log-probability
+    and value can be read from one forward pass over its last turn. An answer that re-tokenises
+    differently, or a new conversation (V-IRL after a correct step), starts a new chain.
+    """
+    chain, previous = -1, None
+    for t in transitions:
+        if previous is None or not _continues(previous, t):
+            chain += 1
+        t.chain = chain
+        previous = t
+
+
+def _continues(before: Transition, after: Transition) -> bool:
+    """Whether ``before``'s prompt and answer are a token prefix of ``after``'s prompt."""
+    if before.episode != after.episode or before.image is not after.image:
+        return False
+    prompt, answer = len(before.prompt_ids), len(before.response_ids)
+    return (
+        len(after.prompt_ids) >= prompt + answer
+        and torch.equal(after.prompt_ids[:prompt], before.prompt_ids)
+        and torch.equal(after.prompt_ids[prompt : prompt + answer], before.response_ids)
+    )
+
+
+def packed_rows(batch: Sequence[Transition]) -> list[list[int]]:
+    """Indices of ``batch`` grouped into forward-pass rows: the members of one chain share a row
+    (in turn order), an unlinked transition has its own."""
+    rows: dict[Any, list[int]] = {}
+    for i, t in enumerate(batch):
+        rows.setdefault(t.chain if t.chain >= 0 else ("alone", i), []).append(i)
+    return [sorted(members, key=lambda i: batch[i].turn) for members in rows.values()]
+
+
 def score(
     policy: Policy,
     actor_critic: nn.Module,
@@ -291,19 +338,25 @@ def score(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Sequence log-probabilities, values and mean token entropy of a batch of transitions.
 
-    Sequences are right-padded prompt + answer; the value is read at the last prompt token.
-    ``actor_critic`` runs the forward pass (wrapped by DDP when training on several processes, so
-    gradients are averaged); ``policy`` supplies the tokenizer, processor and device.
+    Each row of a forward pass is right-padded prompt + answer of one transition, or of the last
+    turn of a chain (:func:`link_turns`) whose earlier turns are read from the same row; the value
+    is read at each transition's last prompt token. ``actor_critic`` runs the forward pass
+    (wrapped by DDP when training on several processes, so gradients are averaged); ``policy``
+    supplies the tokenizer, processor and device.
 
-    For speed only (the same quantities, up to floating-point rounding): rows of very different
-    lengths go through separate forward passes (:func:`length_groups`; one backward covers them
-    all; not under a distributed wrapper, whose passes may synchronise the processes), text models
-    get no attention mask (see below), the language-model head runs only on the columns that
-    predict answer tokens, and the answer tokens of all rows of a pass share one log-softmax.
+    For speed only (the same quantities, up to floating-point rounding): chains share a row; rows
+    of very different lengths go through separate forward passes (:func:`length_groups`; one
+    backward covers them all; not under a distributed wrapper, whose passes may synchronise the
+    processes), text models get no attention mask (see below), the language-model head runs only
+    on the columns that predict answer tokens, and the answer tokens of all rows of a pass share
+    one log-softmax.
     """
     device = policy.device
     pad = policy.tokenizer.pad_token_id
-    lengths = [len(t.prompt_ids) + len(t.response_ids) for t in batch]
+    totals = [len(t.prompt_ids) + len(t.response_ids) for t in batch]
+    rows = packed_rows(batch)
+    carriers = [batch[members[-1]] for members in rows]  # the row's tokens: its last turn's
+    lengths = [totals[members[-1]] for members in rows]
     split = _SCORE_SPLIT.get(device.type, _DEFAULT_SCORE_SPLIT)
     if hasattr(actor_critic, "module"):
         # DDP / DeepSpeed: a wrapped forward can synchronise the processes (DDP broadcasts
@@ -313,57 +366,62 @@ def score(
     order: list[int] = []
     logprob_parts, value_parts, entropy_parts = [], [], []
     for group in length_groups(lengths, split):
-        rows = [batch[i] for i in group]
-        width = max(lengths[i] for i in group)
-        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        for row, t in enumerate(rows):
-            start = len(t.prompt_ids)
-            input_ids[row, :start] = t.prompt_ids
-            input_ids[row, start : start + len(t.response_ids)] = t.response_ids
+        width = max(lengths[r] for r in group)
+        input_ids = torch.full((len(group), width), pad, dtype=torch.long)
+        for j, r in enumerate(group):
+            t = carriers[r]
+            input_ids[j, : len(t.prompt_ids)] = t.prompt_ids
+            input_ids[j, len(t.prompt_ids) : lengths[r]] = t.response_ids
         input_ids = input_ids.to(device)
         inputs: dict[str, Any] = {"input_ids": input_ids}
         if policy.vision:
             attention = torch.zeros_like(input_ids)
-            for row, length in enumerate(lengths[i] for i in group):
-                attention[row, :length] = 1
+            for j, r in enumerate(group):
+                attention[j, : lengths[r]] = 1
             inputs["attention_mask"] = attention
-            inputs |= _images_to_pixels(policy, [t.image for t in rows])
+            inputs |= _images_to_pixels(policy, [carriers[r].image for r in group])
         # (a text model needs no attention mask: the padding is on the right and attention is
         # causal, so no real token attends to a pad, and the attention kernel skips the masked
         # half instead of reading a mask)
-        # logits at column c predict token c + 1, so the answer's come from start-1 .. end-2
-        first = min(len(t.prompt_ids) for t in rows) - 1
+        members = [(j, i) for j, r in enumerate(group) for i in rows[r]]
+        member_rows = torch.tensor([j for j, _ in members])
+        prompts = [len(batch[i].prompt_ids) for _, i in members]
+        # logits at column c predict token c + 1, so an answer's come from start-1 .. end-2
+        first = min(prompts) - 1
         if keep_logits:
             inputs["logits_to_keep"] = width - first
-        positions = torch.tensor([len(t.prompt_ids) - 1 for t in rows], device=device)
-        logits, values = actor_critic(positions, **inputs)
+        positions = torch.tensor(prompts) - 1
+        logits, values = actor_critic(positions.to(device), member_rows.to(device), **inputs)
         offset = width - logits.shape[1]  # the column of logits[:, 0]
-        segments = torch.cat(
-            [
-                torch.full((len(t.response_ids),), row, dtype=torch.long)
-                for row, t in enumerate(rows)
-            ]
-        ).to(device)
+        answer_lengths = [len(batch[i].response_ids) for _, i in members]
+        segments = torch.repeat_interleave(torch.arange(len(members)), torch.tensor(answer_lengths))
+        token_rows = member_rows[segments].to(device)
         columns = torch.cat(
             [
-                torch.arange(len(t.prompt_ids) - 1, lengths[i] - 1)
-                for i, t in zip(group, rows, strict=True)
+                torch.arange(prompt - 1, prompt - 1 + n)
+                for prompt, n in zip(prompts, answer_lengths, strict=True)
             ]
         ).to(device)
-        thought = torch.cat([torch.arange(len(t.response_ids)) < t.thought_length for t in rows])
-        step_logits = logits[segments, columns - offset].float()  # [answer tokens, vocab]
+        segments = segments.to(device)
+        thought = torch.cat(
+            [
+                torch.arange(n) < batch[i].thought_length
+                for (_, i), n in zip(members, answer_lengths, strict=True)
+            ]
+        )
+        step_logits = logits[token_rows, columns - offset].float()  # [answer tokens, vocab]
         token_logprobs = torch.log_softmax(step_logits, dim=-1)
-        chosen = token_logprobs.gather(1, input_ids[segments, columns + 1][:, None])[:, 0]
+        chosen = token_logprobs.gather(1, input_ids[token_rows, columns + 1][:, None])[:, 0]
         weights = torch.where(thought.to(device), thought_prob_coef, 1.0)
-        sums = torch.zeros(len(rows), dtype=chosen.dtype, device=device)
+        sums = torch.zeros(len(members), dtype=chosen.dtype, device=device)
         logprob_parts.append(sums.index_add(0, segments, weights * chosen))
         value_parts.append(values)
         if with_entropy:
             token_entropy = -(token_logprobs.exp() * token_logprobs).sum(-1)
-            counts = torch.tensor([len(t.response_ids) for t in rows], device=device)
-            per_row = torch.zeros(len(rows), dtype=token_entropy.dtype, device=device)
-            entropy_parts.append(per_row.index_add(0, segments, token_entropy) / counts)
-        order += group
+            counts = torch.tensor(answer_lengths, device=device)
+            per_member = torch.zeros(len(members), dtype=token_entropy.dtype, device=device)
+            entropy_parts.append(per_member.index_add(0, segments, token_entropy) / counts)
+        order += [i for _, i in members]
     inverse = torch.empty(len(order), dtype=torch.long)
     inverse[torch.tensor(order)] = torch.arange(len(order))
     inverse = inverse.to(device)
@@ -371,6 +429,24 @@ def score(
     values = torch.cat(value_parts)[inverse]
     entropy = torch.cat(entropy_parts).mean() if entropy_parts else torch.zeros((), device=device)
     return logprobs, values, entropy
+
+
+def _scoring_batches(transitions: Sequence[Transition], size: int) -> list[list[Transition]]:
+    """Whole chains, the longest first, in batches of about ``size`` transitions (a longer chain
+    is a batch of its own)."""
+
+    def length(chain: list[int]) -> int:
+        last = transitions[chain[-1]]
+        return len(last.prompt_ids) + len(last.response_ids)
+
+    chains = sorted(packed_rows(transitions), key=lambda chain: -length(chain))
+    batches: list[list[Transition]] = []
+    for chain in chains:
+        if batches and len(batches[-1]) + len(chain) <= size:
+            batches[-1] += [transitions[i] for i in chain]
+        else:
+            batches.append([transitions[i] for i in chain])
+    return batches
 
 
 def mini_batches(order: Sequence[int], size: int, count: int) -> list[list[int]]:
@@ -474,6 +550,8 @@ class PPOTrainer:
                         terminated=turn.terminated,
                     )
                 )
+        if ppo.pack_turns:
+            link_turns(transitions)
         return transitions, episodes
 
     @torch.no_grad()
@@ -483,10 +561,8 @@ class PPOTrainer:
         unwrapped = self.accelerator.unwrap_model(self.actor_critic)
         unwrapped.eval()
         # no gradients here, and a row's score does not depend on the rows scored with it: take
-        # the rows by length (the longest first), so that each pass wastes little on padding
-        by_length = sorted(transitions, key=lambda t: -(len(t.prompt_ids) + len(t.response_ids)))
-        for start in range(0, len(by_length), ppo.mini_batch_size):
-            batch = by_length[start : start + ppo.mini_batch_size]
+        # the chains by length (the longest first), so that each pass wastes little on padding
+        for batch in _scoring_batches(transitions, ppo.mini_batch_size):
             logprobs, values, _ = score(self.policy, unwrapped, batch, ppo.thought_prob_coef)
             if self.reference is not None:
                 ref, _, _ = score(
@@ -526,9 +602,11 @@ class PPOTrainer:
         steps_per_optimizer = ppo.grad_accumulation
         micro = 0
         count = self._mini_batch_count(len(transitions))
+        chains = packed_rows(transitions)  # one transition each unless turns were linked
         for _ in range(ppo.ppo_epochs):
-            order = list(range(len(transitions)))
-            self.rng.shuffle(order)
+            shuffled = list(chains)
+            self.rng.shuffle(shuffled)
+            order = [i for chain in shuffled for i in chain]
             for chunk in mini_batches(order, ppo.mini_batch_size, count):
                 # a process with fewer transitions than batches still takes part in every
                 # synchronised backward pass, with a zero-weighted loss
@@ -806,6 +884,8 @@ __all__ = [
     "Transition",
     "ValueHead",
     "compute_gae",
+    "link_turns",
+    "packed_rows",
     "score",
     "thought_length",
     "train_ppo",
