@@ -60,6 +60,7 @@ __all__ = [
     "Run",
     "RunError",
     "collect_provenance",
+    "exclusive",
     "git_info",
     "read_metric_records",
     "read_metrics",
@@ -324,6 +325,35 @@ def _append_bytes(path: Path, data: bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def exclusive(path: str | Path) -> Iterator[None]:
+    """Hold a lock named after the run folder ``path`` while this process trains it.
+
+    Several processes may be asked for the same run: ``make reproduce JOBS=N`` runs notebooks that
+    share an Init checkpoint, or run the same study. The first to get here trains it; the others
+    wait, then find it finished (callers check for the finished run inside the lock). The lock is
+    an advisory ``flock`` on ``.<name>.lock`` beside the folder, released when the process ends,
+    even by a crash; where ``fcntl`` does not exist (Windows) there is no lock.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on POSIX
+        yield
+        return
+    with open(path.parent / f".{path.name}.lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            logger.info("waiting for another process that is training %s", path)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _config_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:

@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 from sftvrl.data import TASKS
+from sftvrl.runs import exclusive
 
 logger = logging.getLogger(__name__)
 
@@ -266,14 +267,16 @@ def _sft_run(
             log_every=max(1, min(10, steps)),
             freeze_vision_tower="vision" in config.freeze.split("+"),
             freeze_projector="projector" in config.freeze.split("+"),
+            gradient_checkpointing=config.tier != "tiny",
         ),
         eval=SFTEval(every=every, **_eval_settings(config)),
         output=str(folder),
         name=name,
         seed=seed,
     )
-    if not (folder / name / "final").is_dir():
-        train_sft(experiment)
+    with exclusive(folder / name):  # another process may be training this very run
+        if not (folder / name / "final").is_dir():
+            train_sft(experiment)
     return folder / name
 
 
@@ -311,8 +314,9 @@ def _rl_run(config: StudyConfig, name: str, model: str, seed: int, every: int) -
         name=name,
         seed=seed,
     )
-    if not (config.folder / name / "final").is_dir():
-        train_ppo(experiment)
+    with exclusive(config.folder / name):
+        if not (config.folder / name / "final").is_dir():
+            train_ppo(experiment)
     return config.folder / name
 
 

@@ -43,8 +43,10 @@ def test_two_process_ppo_run(tmp_path):
             torch.load(folder / f"trainer_state_rank{r}.pt", weights_only=False) for r in (0, 1)
         ]
         assert states[0]["update"] == states[1]["update"] == step
-        # each process rolled out its own episodes: the per-process token counts differ
-        assert states[0]["tracker"] != states[1]["tracker"]
+        if step == 1:
+            # each process rolled out its own episodes from the same weights: the per-process
+            # token counts differ (later sums of counts may meet by chance)
+            assert states[0]["tracker"] != states[1]["tracker"]
     updates = [r for r in read_metric_records(run) if "policy_loss" in r]
     assert [r["step"] for r in updates] == [1, 2]
     assert (run / "final" / "model.safetensors").exists()

@@ -386,3 +386,40 @@ def test_a_killed_process_leaves_a_readable_resumable_run(tmp_path: Path):
     assert run.resume_step is not None and run.resume_step % 25 == 0
     assert (run.latest_checkpoint() / "weights.bin").stat().st_size == 20000
     assert [r["step"] for r in run.metric_records()] == list(range(run.resume_step + 1))
+
+
+def _train_once(folder: str, log: str) -> None:
+    """What a study stage does: inside the lock, train the run unless it is already finished."""
+    from sftvrl.runs import exclusive
+
+    def note(event: str) -> None:
+        with open(log, "a") as handle:
+            handle.write(f"{event} {os.getpid()}\n")
+
+    with exclusive(folder):
+        final = Path(folder) / "final"
+        if final.is_dir():
+            note("skipped")
+            return
+        note("start")
+        time.sleep(0.5)
+        final.mkdir(parents=True)
+        note("end")
+
+
+def test_two_processes_asked_for_the_same_run_train_it_once(tmp_path):
+    """make reproduce JOBS=2 runs notebooks that share runs (an Init, a whole study): the second
+    process waits for the first, then finds the run finished instead of training it again."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    folder, log = tmp_path / "runs" / "init_s0", tmp_path / "log.txt"
+    workers = [context.Process(target=_train_once, args=(str(folder), str(log))) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    events = [line.split()[0] for line in log.read_text().splitlines()]
+    assert events == ["start", "end", "skipped"]
+    assert (tmp_path / "runs" / ".init_s0.lock").exists()

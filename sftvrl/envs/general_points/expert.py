@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from sftvrl.envs.general_points.arithmetic import TOKEN_PATTERN, FormulaError, evaluate_python
 from sftvrl.envs.general_points.cards import Hand
 from sftvrl.envs.general_points.solver import solutions
@@ -13,6 +15,30 @@ def _inversions(order: list[int]) -> int:
     )
 
 
+def _float_fails(formula: str, target: int) -> bool:
+    try:
+        return evaluate_python(TOKEN_PATTERN.findall(formula)) != target
+    except FormulaError:
+        return True
+
+
+@lru_cache(maxsize=4096)
+def _ranked_solutions(
+    multiset: tuple[int, ...], target: int
+) -> tuple[tuple[bool, int, str, tuple[int, ...]], ...]:
+    """Per multiset (the dealt order does not change the solutions): each solution with the parts
+    of its rank that do not depend on the dealt order, and the numbers in the order it uses them."""
+    return tuple(
+        (
+            _float_fails(formula, target),
+            formula.count("("),
+            formula,
+            tuple(int(token) for token in TOKEN_PATTERN.findall(formula) if token.isdigit()),
+        )
+        for formula in solutions(multiset, target)
+    )
+
+
 def expert_formula(hand: Hand) -> str:
     """The simplest solution: fewest parentheses, numbers closest to the dealt order, then text.
 
@@ -20,27 +46,21 @@ def expert_formula(hand: Hand) -> str:
     ``paper`` verifier too whenever the hand allows (8/(3-8/3) for 3 3 8 8 is the kind that can't).
     Deterministic for a hand, so SFT data is reproducible.
     """
-    candidates = solutions(hand.numbers, hand.rules.target)
-    if not candidates:
-        raise ValueError(f"hand {hand} has no solution for {hand.rules.target}")
-    position = {}
+    target = hand.rules.target
+    ranked = _ranked_solutions(tuple(sorted(hand.numbers)), target)
+    if not ranked:
+        raise ValueError(f"hand {hand} has no solution for {target}")
+    position: dict[int, list[int]] = {}
     for index, number in enumerate(hand.numbers):
         position.setdefault(number, []).append(index)
 
-    def dealt_order(formula: str) -> int:
+    def dealt_order(numbers: tuple[int, ...]) -> int:
         seen: dict[int, int] = {}
         order = []
-        for token in TOKEN_PATTERN.findall(formula):
-            if token.isdigit():
-                n = int(token)
-                order.append(position[n][seen.get(n, 0)])
-                seen[n] = seen.get(n, 0) + 1
+        for n in numbers:
+            order.append(position[n][seen.get(n, 0)])
+            seen[n] = seen.get(n, 0) + 1
         return _inversions(order)
 
-    def float_fails(formula: str) -> bool:
-        try:
-            return evaluate_python(TOKEN_PATTERN.findall(formula)) != hand.rules.target
-        except FormulaError:
-            return True
-
-    return min(candidates, key=lambda f: (float_fails(f), f.count("("), dealt_order(f), f))
+    best = min(ranked, key=lambda r: (r[0], r[1], dealt_order(r[3]), r[2]))
+    return best[2]
