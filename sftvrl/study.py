@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from sftvrl.config import _write_text_atomic
 from sftvrl.data import TASKS
 from sftvrl.runs import exclusive
 
@@ -211,7 +212,8 @@ def _label(
     }
     if source is not None:
         info["source"] = os.path.relpath(source, run_dir)
-    (run_dir / STUDY_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    # atomic: two notebooks of make reproduce JOBS=N may label a shared run while a third reads it
+    _write_text_atomic(run_dir / STUDY_FILE, json.dumps(info, indent=2) + "\n")
 
 
 def _final_gflops(run_dir: Path) -> float:
