@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +162,16 @@ def build_plan(
                 "virl_rl_lr_sweep": [5e-5],
             }
         jobs.append(Job("05_tiny_tier_design.ipynb", "tiny-design", design))
-    jobs += [study("02_main_study.ipynb", f"main-{task}", task) for task in TASKS]
+    mains = [study("02_main_study.ipynb", f"main-{task}", task) for task in TASKS]
+    if tier == "tiny":
+        # the design notebook runs the main GP-L and V-IRL-L studies for its verdicts: their own
+        # notebooks come after it and find the runs done, instead of one of two parallel jobs
+        # waiting on the other's run-folder locks while a core idles
+        designed = ("main-gp-l", "main-virl-l")
+        mains = [
+            replace(job, needs=("tiny-design",)) if job.name in designed else job for job in mains
+        ]
+    jobs += mains
     jobs += [
         study("03_rl_without_sft.ipynb", "rl-without-sft", "gp-l", rl_lrs=sweeps["rl_without_sft"]),
         study(
