@@ -238,6 +238,15 @@ def _eval_settings(config: StudyConfig, rl: bool = False) -> dict[str, Any]:
     return settings if rl else settings | {"verify_iter": config.verify_iter}
 
 
+def _train_once(run_dir: Path, train: Any) -> Path:
+    """Train ``run_dir`` unless it is finished, holding its lock: another process (a parallel
+    notebook of ``make reproduce JOBS=N``) may be training this very run."""
+    with exclusive(run_dir):
+        if not (run_dir / "final").is_dir():
+            train()
+    return run_dir
+
+
 def _sft_run(
     config: StudyConfig,
     name: str,
@@ -279,10 +288,7 @@ def _sft_run(
         name=name,
         seed=seed,
     )
-    with exclusive(folder / name):  # another process may be training this very run
-        if not (folder / name / "final").is_dir():
-            train_sft(experiment)
-    return folder / name
+    return _train_once(folder / name, lambda: train_sft(experiment))
 
 
 def _rl_run(config: StudyConfig, name: str, model: str, seed: int, every: int) -> Path:
@@ -319,10 +325,7 @@ def _rl_run(config: StudyConfig, name: str, model: str, seed: int, every: int) -
         name=name,
         seed=seed,
     )
-    with exclusive(config.folder / name):
-        if not (config.folder / name / "final").is_dir():
-            train_ppo(experiment)
-    return config.folder / name
+    return _train_once(config.folder / name, lambda: train_ppo(experiment))
 
 
 def _init_folder(config: StudyConfig, init_steps: int) -> Path:
