@@ -112,11 +112,8 @@ class StudyConfig:
     def base_model(self) -> str:
         if self.model:
             return self.model
-        _family, vision = TASKS[self.task]
         if self.tier == "tiny":
-            if vision:
-                return "tiny-vlm"
-            return "tiny-text-gp" if self.task == "gp-l" else "tiny-text-virl"
+            return TINY_BASE_MODELS[self.task]
         raise ValueError(f"tier {self.tier!r} has no default model; pass model=<hub id or path>")
 
     @property
@@ -124,6 +121,15 @@ class StudyConfig:
         name = self.experiment + (f"-{self.variant}" if self.variant else "")
         return Path(self.out) / name / self.task
 
+
+TINY_BASE_MODELS = {
+    "gp-l": "tiny-text-gp",
+    "gp-vl": "tiny-vlm-gp",
+    "virl-l": "tiny-text-virl",
+    "virl-vl": "tiny-vlm",
+}
+"""The tiny tier's foundations (``data/tiny``, ``sftvrl pretrain-tiny``); V-IRL-VL has none yet and
+starts from the random-init ``tiny-vlm``."""
 
 _VIRL_L_TINY: dict[str, Any] = {
     "init_steps": 10,

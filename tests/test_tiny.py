@@ -4,6 +4,8 @@ import json
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sftvrl.envs.general_points import Rules, number_multisets, verify
 from sftvrl.envs.general_points.cards import Hand
@@ -121,7 +123,7 @@ def test_pretraining_learns_and_writes_a_loadable_checkpoint_with_its_manifest(t
     assert again.weights_sha256 == result.weights_sha256  # same config, same weights
 
 
-@pytest.mark.parametrize("name", ["tiny-text-gp", "tiny-text-virl"])
+@pytest.mark.parametrize("name", ["tiny-text-gp", "tiny-text-virl", "tiny-vlm-gp"])
 def test_a_shipped_foundation_matches_its_manifest_and_its_command_rebuilds_its_config(name):
     """The manifest's command, run today, would build with the manifest's config."""
     import shlex
@@ -135,12 +137,16 @@ def test_a_shipped_foundation_matches_its_manifest_and_its_command_rebuilds_its_
     assert program == ""
     experiment = apply_overrides(PretrainExperiment(), shlex.split(options))
     assert info["config"] == json.loads(json.dumps(config_to_dict(experiment.pretrain)))
-    budget = "5" if experiment.pretrain.family == "general_points" else "2"
-    for split in ("id", "rule_ood"):
+    family = experiment.pretrain.family
+    vision = family == "general_points_vl"
+    budget = "2" if family == "virl" else "5"
+    for split in ("id", "rule_ood", "visual_ood") if vision else ("id", "rule_ood"):
         assert 0 <= info["scores"][next(k for k in info["scores"] if k.startswith(split))] <= 1
         assert any(k.startswith(split) and k.endswith("_at_" + budget) for k in info["scores"])
+        if vision:
+            assert 0 <= info["scores"][f"{split}_recognition"] <= 1
     policy = load_policy(ModelConfig(name_or_path=name))
-    assert not policy.vision and policy.model.num_parameters() > 1_000_000
+    assert policy.vision == vision and policy.model.num_parameters() > 1_000_000
     assert len(policy.tokenizer) == experiment.pretrain.vocab_size
 
 
@@ -149,3 +155,81 @@ def test_the_gp_foundation_scores_below_on_the_rule_it_never_saw():
 
     scores = foundation_info("tiny-text-gp")["scores"]
     assert 0 < scores["rule_ood_success_at_5"] < scores["id_success_at_5"] < 1
+
+
+# -- the GP-VL foundation: the text foundation given eyes ------------------------------------------
+
+
+def test_the_vision_corpus_holds_the_same_rules_and_hands_in_gp_vl_form():
+    text, vision = gp_corpus(40, seed=5), gp_corpus(40, seed=5, vision=True)
+    for t, v in zip(text, vision, strict=True):
+        assert (t["face"], t["target"], t["cards"]) == (v["face"], v["target"], v["cards"])
+        first = v["messages"][0]["content"]
+        assert first[0]["type"] == "image" and "Cards: in the image." in first[1]["text"]
+        assert "images" not in v  # rendered per batch at the model's size
+        assert len(t["messages"]) == len(v["messages"])
+
+
+@given(
+    st.lists(st.integers(0, 9), min_size=1, max_size=30),
+    st.integers(1, 60),
+)
+def test_expanding_the_image_token_repeats_it_without_loss(tokens, count):
+    from sftvrl.tiny.vision import expand_image_token
+
+    image = 7
+    mask = [int(t % 2 == 0) for t in tokens]
+    ids, out_mask = expand_image_token(tokens, mask, image, count)
+    n_images = tokens.count(image)
+    assert len(ids) == len(out_mask) == len(tokens) + n_images * (count - 1)
+    assert [t for t in ids if t != image] == [t for t in tokens if t != image]
+    assert all(m == 0 for t, m in zip(ids, out_mask, strict=True) if t == image)
+    assert sum(out_mask) == sum(m for t, m in zip(tokens, mask, strict=True) if t != image)
+
+
+def test_the_grafted_vlm_reads_text_exactly_as_its_text_foundation():
+    from sftvrl.models import ModelConfig, load_policy
+    from sftvrl.tiny.vision import VisionFoundationConfig, graft_vlm
+
+    text = load_policy(ModelConfig(name_or_path="tiny-text-gp"))
+    vlm = graft_vlm(VisionFoundationConfig(), seed=0)
+    ids = text.tokenizer("Cards: 3 4 5 6. Use each card once", return_tensors="pt").input_ids
+    with torch.no_grad():
+        expected = text.model(input_ids=ids).logits
+        got = vlm.model(input_ids=ids).logits
+    assert vlm.vision and vlm.tokenizer is not None
+    assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_the_recognition_probe_reads_the_towers_last_pass():
+    from sftvrl.tiny.vision import RecognitionProbe, VisionFoundationConfig, graft_vlm, hand_batch
+
+    vlm = graft_vlm(VisionFoundationConfig(), seed=0)
+    probe = RecognitionProbe(vlm.model)
+    with pytest.raises(RuntimeError, match="run the model"):
+        probe.loss(torch.zeros(1, 4, dtype=torch.long))
+    hands = hand_batch([["SA", "C10", "SK", "C7"]], vlm.processor, 112)
+    assert hands["ranks"].tolist() == [[0, 9, 12, 6]]
+    vlm.model.model.vision_tower(pixel_values=hands["pixel_values"])
+    loss = probe.loss(hands["ranks"])
+    assert loss.item() == pytest.approx(torch.log(torch.tensor(13.0)).item(), rel=0.2)
+    probe.remove()
+    vlm.model.model.vision_tower(pixel_values=hands["pixel_values"])
+    with pytest.raises(RuntimeError):  # detached: it heard nothing
+        probe.loss(hands["ranks"])
+
+
+def test_vision_pretraining_learns_to_read_cards_and_saves_a_plain_llava(tmp_path):
+    from sftvrl.models import ModelConfig, load_policy
+
+    config = PretrainConfig(
+        family="general_points_vl", n_examples=96, steps=40, batch_size=8, warmup_steps=4, threads=1
+    )
+    result = pretrain(config, tmp_path / "vl", command="sftvrl pretrain-tiny test", eval_episodes=2)
+    assert sum(result.losses[-5:]) / 5 < sum(result.losses[:5]) / 5 - 1.0
+    assert {"visual_ood_success_at_5", "id_recognition", "rule_ood_n"} <= set(result.scores)
+    policy = load_policy(ModelConfig(name_or_path=str(tmp_path / "vl")))
+    assert policy.vision
+    assert not any("read_out" in name for name, _ in policy.model.named_parameters())
+    text = load_policy(ModelConfig(name_or_path="tiny-text-gp"))
+    assert len(policy.tokenizer) == len(text.tokenizer)

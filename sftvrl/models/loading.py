@@ -62,7 +62,11 @@ TINY_VLM = "tiny-vlm"
 TINY_NAMES = (TINY_TEXT, TINY_VLM)
 """Random-init tiny models, built from a config (the architectures)."""
 SHIPPED_DIR = Path(__file__).resolve().parents[2] / "data" / "tiny"
-SHIPPED_MODELS = {"tiny-text-gp": "tiny-text-gp", "tiny-text-virl": "tiny-text-virl"}
+SHIPPED_MODELS = {
+    "tiny-text-gp": "tiny-text-gp",
+    "tiny-text-virl": "tiny-text-virl",
+    "tiny-vlm-gp": "tiny-vlm-gp",
+}
 """Pretrained tiny foundation checkpoints shipped in ``data/tiny/`` (``sftvrl pretrain-tiny``)."""
 ADAPTER_CONFIG = "adapter_config.json"
 BASE_SUBDIR = "base"

@@ -59,22 +59,44 @@ def sample_rules(rng: random.Random, config: GPCorpusConfig) -> Rules:
     return Rules(face=face, target=target)
 
 
-def gp_corpus_example(rng: random.Random, config: GPCorpusConfig) -> dict[str, Any]:
-    """One chat of the corpus (``messages`` plus the rule and hand it was made from)."""
+_DROPPED_IMAGE_WIDTH = 32
+"""The revision helper renders its hand; the corpus drops that image (a batch renders its own at
+the model's size), so it asks for a small one."""
+
+
+def gp_corpus_example(
+    rng: random.Random, config: GPCorpusConfig, *, vision: bool = False
+) -> dict[str, Any]:
+    """One chat of the corpus (``messages`` plus the rule and hand it was made from).
+
+    ``vision``: the GP-VL form of the same chat (the cards only in the image, which is not stored:
+    ``cards`` says what to render). The random draws are the same, so ``vision`` changes the
+    chats' form, never which rules and hands they hold.
+    """
     rules = sample_rules(rng, config)
     hand = deal(rules, rng)
     if rng.random() < config.revision:
         example = gp_suboptimal_example(
-            hand, rng, vision=False, layout="compact", max_mistakes=config.max_mistakes
+            hand,
+            rng,
+            vision=vision,
+            layout="compact",
+            max_mistakes=config.max_mistakes,
+            image_width=_DROPPED_IMAGE_WIDTH,
         )
         messages = example["messages"]
     else:
         messages = [
-            turn("user", task_prompt(hand, layout="compact"), vision=False),
+            turn(
+                "user",
+                task_prompt(hand, layout="compact", vision=vision),
+                vision=vision,
+                image=vision,
+            ),
             turn(
                 "assistant",
                 response_text(hand, expert_formula(hand), layout="compact"),
-                vision=False,
+                vision=vision,
             ),
         ]
     return {
@@ -85,8 +107,10 @@ def gp_corpus_example(rng: random.Random, config: GPCorpusConfig) -> dict[str, A
     }
 
 
-def gp_corpus(n: int, *, seed: int = 0, config: GPCorpusConfig | None = None) -> list[dict]:
-    """``n`` corpus chats, deterministic from ``seed``."""
+def gp_corpus(
+    n: int, *, seed: int = 0, config: GPCorpusConfig | None = None, vision: bool = False
+) -> list[dict]:
+    """``n`` corpus chats, deterministic from ``seed`` (``vision``: in GP-VL's form)."""
     config = config or GPCorpusConfig()
     rng = random.Random(seed)
-    return [gp_corpus_example(rng, config) for _ in range(n)]
+    return [gp_corpus_example(rng, config, vision=vision) for _ in range(n)]

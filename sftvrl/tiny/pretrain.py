@@ -27,6 +27,14 @@ from tqdm.auto import tqdm
 from sftvrl.data import content_hash
 from sftvrl.tiny.corpus import GPCorpusConfig, gp_corpus
 from sftvrl.tiny.virl_corpus import VirlCorpusConfig, virl_corpus
+from sftvrl.tiny.vision import (
+    RecognitionProbe,
+    VisionFoundationConfig,
+    expand_image_token,
+    fresh_parameters,
+    graft_vlm,
+    hand_batch,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -38,11 +46,14 @@ class PretrainConfig:
     """Everything that decides the foundation checkpoint (hyper-parameters in one place)."""
 
     family: str = "general_points"
-    """``general_points`` (``corpus``) or ``virl`` (``virl_corpus``)."""
+    """``general_points`` (``corpus``), ``virl`` (``virl_corpus``) or ``general_points_vl``: the
+    GP-VL foundation, a tiny VLM grafted onto a text foundation (``vision``) and trained on the GP
+    corpus in its vision form."""
     n_examples: int = 48_000
     corpus_seed: int = 0
     corpus: GPCorpusConfig = field(default_factory=GPCorpusConfig)
     virl_corpus: VirlCorpusConfig = field(default_factory=VirlCorpusConfig)
+    vision: VisionFoundationConfig = field(default_factory=VisionFoundationConfig)
     vocab_size: int = 512
     """512: the tiny tier's built-in tokenizer. Otherwise a tokenizer of this size is trained on
     the built-in texts plus the first ``tokenizer_chats`` corpus chats (V-IRL's long prompts take
@@ -67,6 +78,8 @@ class TokenisedCorpus:
     input_ids: list[list[int]]
     loss_mask: list[list[int]]
     sha256: str
+    cards: list[list[str]] | None = None
+    """Vision corpora: the hand each example's image shows (rendered per batch, not stored)."""
 
     def batch(self, indices: list[int], pad_id: int) -> dict[str, torch.Tensor]:
         """Right-padded tensors for one mini-batch; labels are -100 outside assistant tokens.
@@ -86,25 +99,31 @@ class TokenisedCorpus:
         return {"input_ids": ids, "labels": labels}
 
 
-FAMILIES = ("general_points", "virl")
+FAMILIES = ("general_points", "virl", "general_points_vl")
 
 
 def build_corpus(config: PretrainConfig) -> list[dict[str, Any]]:
     """The corpus chats for ``config``'s family."""
-    if config.family == "general_points":
-        return gp_corpus(config.n_examples, seed=config.corpus_seed, config=config.corpus)
+    if config.family in ("general_points", "general_points_vl"):
+        vision = config.family == "general_points_vl"
+        return gp_corpus(
+            config.n_examples, seed=config.corpus_seed, config=config.corpus, vision=vision
+        )
     if config.family == "virl":
         return virl_corpus(config.n_examples, seed=config.corpus_seed, config=config.virl_corpus)
     raise ValueError(f"no foundation corpus for family {config.family!r}; use one of {FAMILIES}")
 
 
 def fresh_policy(config: PretrainConfig, corpus: list[dict[str, Any]]) -> Any:
-    """The random-init tiny text model to pretrain, with the tokenizer ``config`` asks for."""
+    """The model to pretrain: a random-init tiny text model with the tokenizer ``config`` asks
+    for, or (``general_points_vl``) the text foundation grafted into a tiny VLM."""
     from sftvrl.models import ModelConfig, load_policy
     from sftvrl.models.loading import Policy
     from sftvrl.models.tiny import TinyTextConfig, build_tiny_text_model
     from sftvrl.models.tokenizer import build_tokenizer, default_corpus
 
+    if config.family == "general_points_vl":
+        return graft_vlm(config.vision, config.model_seed)
     model_config = ModelConfig(name_or_path="tiny-text", seed=config.model_seed)
     if config.vocab_size == 512:
         return load_policy(model_config)
@@ -117,16 +136,43 @@ def fresh_policy(config: PretrainConfig, corpus: list[dict[str, Any]]) -> Any:
     return Policy(model, tokenizer, None, False, model_config, base="tiny-text")
 
 
-def tokenise(examples: list[dict[str, Any]], tokenizer: Any) -> TokenisedCorpus:
-    """Apply the chat template to every chat; mark assistant tokens (and their end) for the loss."""
+def tokenise(
+    examples: list[dict[str, Any]], tokenizer: Any, *, image_tokens: int = 0
+) -> TokenisedCorpus:
+    """Apply the chat template to every chat; mark assistant tokens (and their end) for the loss.
+
+    ``image_tokens``: a VLM's tokens per image; the ``<image>`` placeholder becomes that many, as
+    the processor would make it, and the corpus keeps each example's cards to render.
+    """
+    from sftvrl.models.tokenizer import IMAGE_TOKEN
+
+    image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
     input_ids, loss_mask = [], []
     for example in tqdm(examples, desc="tokenise", leave=False):
         encoded = tokenizer.apply_chat_template(
             example["messages"], tokenize=True, return_dict=True, return_assistant_tokens_mask=True
         )
-        input_ids.append(list(encoded["input_ids"]))
-        loss_mask.append(list(encoded["assistant_masks"]))
-    return TokenisedCorpus(input_ids, loss_mask, content_hash(examples))
+        ids, mask = list(encoded["input_ids"]), list(encoded["assistant_masks"])
+        if image_tokens:
+            ids, mask = expand_image_token(ids, mask, image_id, image_tokens)
+        input_ids.append(ids)
+        loss_mask.append(mask)
+    cards = [list(example["cards"]) for example in examples] if image_tokens else None
+    return TokenisedCorpus(input_ids, loss_mask, content_hash(examples), cards)
+
+
+def _param_groups(config: PretrainConfig, model: Any, probe: Any) -> list[dict[str, Any]]:
+    """One group at ``learning_rate``; a VLM's fresh parts (and probe) at the vision rate.
+
+    ``lr_scale`` is each group's peak over ``learning_rate``: the schedule multiplies it.
+    """
+    if probe is None:
+        return [{"params": list(model.parameters()), "lr_scale": 1.0}]
+    fresh = fresh_parameters(model) + list(probe.parameters())
+    fresh_ids = {id(p) for p in fresh}
+    inherited = [p for p in model.parameters() if id(p) not in fresh_ids]
+    scale = config.vision.vision_learning_rate / config.learning_rate
+    return [{"params": inherited, "lr_scale": 1.0}, {"params": fresh, "lr_scale": scale}]
 
 
 def cosine_lr(step: int, config: PretrainConfig) -> float:
@@ -193,15 +239,24 @@ def pretrain(
     log_every: int = 50,
     eval_episodes: int | None = None,
 ) -> PretrainResult:
-    """Pretrain a fresh tiny text model on the corpus and save it (with its manifest) to ``out``."""
+    """Pretrain a fresh tiny model on the corpus and save it (with its manifest) to ``out``.
+
+    The loss is the language-model loss on assistant tokens; the VLM foundation adds its
+    recognition probe's loss (``config.vision.recognition_weight``).
+    """
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.model_seed)
     chats = build_corpus(config)
     policy = fresh_policy(config, chats)
     model, tokenizer = policy.model, policy.tokenizer
-    corpus = tokenise(chats, tokenizer)
+    vision = policy.vision
+    image_tokens = model.config.image_seq_length if vision else 0
+    corpus = tokenise(chats, tokenizer, image_tokens=image_tokens)
+    probe = RecognitionProbe(model) if vision else None
     optimiser = torch.optim.AdamW(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        _param_groups(config, model, probe),
+        lr=config.learning_rate,
+        weight_decay=config.weight_decay,
     )
     model.train()
     losses: list[float] = []
@@ -211,8 +266,17 @@ def pretrain(
     )
     for step, indices in enumerate(progress):
         for group in optimiser.param_groups:
-            group["lr"] = cosine_lr(step, config)
-        loss = model(**corpus.batch(indices, tokenizer.pad_token_id)).loss
+            group["lr"] = cosine_lr(step, config) * group["lr_scale"]
+        batch = corpus.batch(indices, tokenizer.pad_token_id)
+        if probe is not None:
+            assert corpus.cards is not None
+            hands = hand_batch(
+                [corpus.cards[i] for i in indices], policy.processor, config.vision.image_size
+            )
+            loss = model(**batch, pixel_values=hands["pixel_values"]).loss
+            loss = loss + config.vision.recognition_weight * probe.loss(hands["ranks"])
+        else:
+            loss = model(**batch).loss
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
@@ -224,6 +288,8 @@ def pretrain(
             logger.info("pretrain step %d loss %.4f", step + 1, mean)
             if on_log is not None:
                 on_log(step + 1, mean)
+    if probe is not None:
+        probe.remove()
     seconds = time.perf_counter() - start
     model.eval()
     out = Path(out)
@@ -251,33 +317,53 @@ def pretrain(
 VIRL_SCORE_ROUTES = 100
 """Routes per split for a V-IRL foundation's scores when no number is given."""
 
+VL_SCORE_HANDS = 200
+"""Hands per split for a GP-VL foundation's scores when no number is given (not every hand: a
+VLM episode is about three times as long as a text one)."""
+
 
 def score_foundation(
     policy: Any, family: str = "general_points", *, n_episodes: int | None = None
 ) -> dict[str, float]:
     """The base model's zero-shot success (greedy) on ID and rule OOD, with one try and with the
     paper's budget (GP-L: hand success with 1 and 5 tries, every hand when ``n_episodes`` is
-    None; V-IRL-L: route success and per-step accuracy with 1 and 2 tries per point).
+    None; V-IRL-L: route success and per-step accuracy with 1 and 2 tries per point; GP-VL: hand
+    success with 1 and 5 tries on ID, rule OOD and visual OOD, and card recognition with one try,
+    as the paper's Fig. 8 measures it).
 
     The base model never saw either rule, so these are its scores before post-training.
     """
     from sftvrl.eval import evaluate_task
     from sftvrl.train.generation import PolicyResponder, SamplingConfig
 
-    gp = family == "general_points"
-    task, budget, answer_tokens = ("gp-l", 5, 64) if gp else ("virl-l", 2, 128)
-    routes = n_episodes if gp or n_episodes is not None else VIRL_SCORE_ROUTES
+    if family not in FAMILIES:
+        raise ValueError(f"no foundation scores for family {family!r}; use one of {FAMILIES}")
+    gp = family != "virl"
+    vision = family == "general_points_vl"
+    task, budget, answer_tokens = {
+        "general_points": ("gp-l", 5, 64),
+        "general_points_vl": ("gp-vl", 5, 64),
+        "virl": ("virl-l", 2, 128),
+    }[family]
+    routes = n_episodes
+    if routes is None and family != "general_points":
+        routes = VL_SCORE_HANDS if vision else VIRL_SCORE_ROUTES
+    options: dict[str, Any] = {"prompt": "compact"}
+    if vision:
+        options["image_size"] = policy.model.config.vision_config.image_size
     sampling = SamplingConfig(max_new_tokens=answer_tokens, temperature=0.0)
     responder = PolicyResponder(policy, sampling)
     scores: dict[str, float] = {}
-    for split in ("id", "rule_ood"):
+    for split in ("id", "rule_ood", "visual_ood") if vision else ("id", "rule_ood"):
         for tries in (1, budget):
             result = evaluate_task(
-                responder, task, split, n_episodes=routes, verify_iter=tries, prompt="compact"
+                responder, task, split, n_episodes=routes, verify_iter=tries, **options
             )
             if gp:
                 scores[f"{split}_success_at_{tries}"] = result.success.value
                 scores[f"{split}_n"] = result.success.n
+                if vision and tries == 1:
+                    scores[f"{split}_recognition"] = result.recognition.value
             else:
                 scores[f"{split}_route_success_at_{tries}"] = result.route_success.value
                 scores[f"{split}_per_step_at_{tries}"] = result.per_step.value
