@@ -160,6 +160,7 @@ def build_plan(
                 "rl_lr_sweep": [5e-5],
                 "virl_init_sweep": [2],
                 "virl_rl_lr_sweep": [5e-5],
+                "vl_init_sweep": [2],
             }
         jobs.append(Job("05_tiny_tier_design.ipynb", "tiny-design", design))
     mains = [study("02_main_study.ipynb", f"main-{task}", task) for task in TASKS]
