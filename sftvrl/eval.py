@@ -2,7 +2,7 @@
 
 - GeneralPoints *success rate*: episodes with a correct answer within ``verify_iter`` tries.
 - GP-VL *recognition accuracy*: 1 - (wrongly recognised answers / answers), measured as the paper
-  does with one try and no revision (``verify_iter=1``).
+  does with one try and no revision: on each episode's first answer, whatever ``verify_iter``.
 - V-IRL *per-step accuracy* (correct actions / graded actions) and *route success*.
 
 Every rate comes with the paper's binomial standard error sqrt(p(1-p)/n) and a Wilson interval
@@ -101,8 +101,16 @@ def success_rate(episodes: Sequence[Episode]) -> Rate:
 
 
 def recognition_accuracy(episodes: Sequence[Episode]) -> Rate:
-    """Answers whose cards were recognised: 1 - INCORRECT_VISION / answers (paper Fig. 8)."""
-    turns = [t for e in episodes for t in e.turns if t.info.get("outcome") != "STEP_LIMIT"]
+    """First answers whose cards were recognised: 1 - INCORRECT_VISION / answers (paper Fig. 8).
+
+    The paper measures recognition with one try and no revision. An episode's first answer is
+    that answer whatever the budget (nothing differs before the first verdict), so every GP-VL
+    evaluation reports it. Later tries are left out: after "You failed this trial", a model may
+    rewrite the cards to make its arithmetic work, which is revision, not reading (measured: the
+    tiny GP-VL foundation reads 100% of first answers right but only 55% of all answers in 5 tries).
+    """
+    firsts = [e.turns[0] for e in episodes if e.turns]
+    turns = [t for t in firsts if t.info.get("outcome") != "STEP_LIMIT"]
     wrong = sum(t.info.get("outcome") == "INCORRECT_VISION" for t in turns)
     return Rate(len(turns) - wrong, len(turns))
 

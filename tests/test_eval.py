@@ -68,6 +68,21 @@ def test_recognition_accuracy_counts_misread_cards():
     assert result.success.k == 40 - odd
 
 
+def test_recognition_is_read_on_first_answers_only_as_the_paper_measures_it():
+    def answer(request: Request) -> str:
+        text = request.env.expert_response()
+        if request.env.attempts == 0:  # first try: right cards, wrong formula
+            return text.replace('"formula": "', '"formula": "1+')
+        return text.replace("'", "'X", 1)  # a retry that rewrites the first card
+
+    settings = GPEvalSettings(vision=True, n_episodes=10, verify_iter=3, image_width=112)
+    result = evaluate_general_points(ScriptedResponder(answer), settings)
+    assert all(len(e.turns) == 3 for e in result.episodes)
+    assert all(t.info["outcome"] == "INCORRECT_VISION" for e in result.episodes for t in e.turns[1:])
+    assert (result.recognition.k, result.recognition.n) == (10, 10)
+    assert result.success.k == 0
+
+
 def test_sampled_evaluation_is_reproducible():
     settings = GPEvalSettings(n_episodes=12, seed=5)
     a = evaluate_general_points(ExpertResponder(), settings)

@@ -100,6 +100,19 @@ def test_the_vision_variant_shows_the_rendered_cards(game):
     assert game.variant.value is False
 
 
+def test_the_game_offers_the_shipped_foundations_and_switches_them_with_the_variant(game):
+    values = [value for _, value in game.picker.choice.options]
+    assert {"tiny-text-gp", "tiny-vlm-gp"} <= set(values) and "tiny-text-virl" not in values
+    game.picker.select("tiny-text-gp")
+    game.variant.value = True
+    assert game.picker.name == "tiny-vlm-gp"
+    game.variant.value = False
+    assert game.picker.name == "tiny-text-gp"
+    game.picker.select("expert")
+    game.variant.value = True
+    assert game.picker.name == "expert"  # only tiny models follow the variant
+
+
 def test_typed_cards_and_bad_card_codes(game):
     game.cards_box.value = "SA, H3, DK, C6"  # typed, then Enter
     assert game.hand.cards == ("SA", "H3", "DK", "C6") and game.last_error is None

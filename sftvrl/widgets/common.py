@@ -32,6 +32,17 @@ TINY_CHOICES: tuple[tuple[str, str], ...] = (
     ("tiny-vlm (random init: answers garbage)", "tiny-vlm"),
 )
 """The built-in tiny models. Untrained, they answer noise; useful to try the UI on any machine."""
+GP_FOUNDATIONS: tuple[tuple[str, str], ...] = (
+    ("tiny-text-gp (GP-L foundation; compact prompt)", "tiny-text-gp"),
+    ("tiny-vlm-gp (GP-VL foundation; compact prompt)", "tiny-vlm-gp"),
+)
+VIRL_FOUNDATIONS: tuple[tuple[str, str], ...] = (
+    ("tiny-text-virl (V-IRL-L foundation; compact prompt)", "tiny-text-virl"),
+)
+"""The shipped tiny foundations (``data/tiny``), offered by the game they were pretrained for: they
+solve some hands / routes, in the compact prompt layout they were trained on."""
+VISION_TWIN = {"tiny-text": "tiny-vlm", "tiny-text-gp": "tiny-vlm-gp"}
+"""Text model -> its vision counterpart, which a picker switches to with the game's variant."""
 
 MAX_SHOWN_CHARS = 2_000
 """Model answers longer than this are cut in the display (the verifier still reads all of it)."""
@@ -238,8 +249,10 @@ class ModelPicker:
     """Choose who answers: a tiny model, the expert, a checkpoint folder or HF id, or a model
     added from code with :meth:`add` (e.g. a policy trained earlier in the notebook)."""
 
-    def __init__(self, model: str = "tiny-text") -> None:
-        options = [*TINY_CHOICES, ("expert (oracle answers)", EXPERT)]
+    def __init__(
+        self, model: str = "tiny-text", foundations: tuple[tuple[str, str], ...] = ()
+    ) -> None:
+        options = [*TINY_CHOICES, *foundations, ("expert (oracle answers)", EXPERT)]
         options.append(("checkpoint folder or HF id…", CUSTOM))
         self.choice = w.Dropdown(
             options=options,
@@ -301,9 +314,13 @@ class ModelPicker:
         return name in self._added or name == EXPERT or name in _POLICIES
 
     def follow_variant(self, vision: bool) -> None:
-        """Switch tiny-text <-> tiny-vlm with the game's variant (other choices stay)."""
-        if self.choice.value in ("tiny-text", "tiny-vlm"):
-            self.choice.value = "tiny-vlm" if vision else "tiny-text"
+        """Switch a tiny model to its text / vision twin with the game's variant (others stay)."""
+        values = {value for _, value in self.choice.options}
+        for text, image in VISION_TWIN.items():
+            twin = image if vision else text
+            if self.choice.value in (text, image) and twin in values:
+                self.choice.value = twin
+                return
 
     def _show_path(self, _change: object = None) -> None:
         self.path.layout.display = None if self.choice.value == CUSTOM else "none"

@@ -35,6 +35,7 @@ from sftvrl.envs.general_points import deal as deal_hand
 from sftvrl.prompts.general_points import response_text, task_prompt
 from sftvrl.train.rollout import Episode, Request, rollout
 from sftvrl.widgets.common import (
+    GP_FOUNDATIONS,
     STYLE,
     ModelPicker,
     RecordingResponder,
@@ -533,7 +534,7 @@ class GeneralPointsGame:
         self.verdict = w.HTML()
         self.solutions_box = w.HTML()
 
-        self.picker = ModelPicker(model)
+        self.picker = ModelPicker(model, GP_FOUNDATIONS)
         self.prompt_layout = w.Dropdown(
             options=(("paper prompt", "paper"), ("compact prompt", "compact")),
             value=prompt,

@@ -20,6 +20,7 @@ from sftvrl.prompts.virl import output_schema
 from sftvrl.train.rollout import Request
 from sftvrl.widgets.common import (
     STYLE,
+    VIRL_FOUNDATIONS,
     ModelPicker,
     box,
     check_variant,
@@ -109,7 +110,7 @@ class VirlWalk:
             description="Expert step", button_style="primary", icon="step-forward"
         )
         self.ask_button = w.Button(description="Ask the model", button_style="warning", icon="play")
-        self.picker = ModelPicker(model)
+        self.picker = ModelPicker(model, VIRL_FOUNDATIONS)
         self.max_new_tokens = w.BoundedIntText(
             value=max_new_tokens,
             min=1,
