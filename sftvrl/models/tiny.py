@@ -43,6 +43,13 @@ class TinyTextConfig:
     rope_theta: float = 10000.0
     tie_word_embeddings: bool = True
 
+    @classmethod
+    def from_llama(cls, config: LlamaConfig) -> TinyTextConfig:
+        """The sizes of an existing Llama (e.g. a pretrained foundation, to graft it into a VLM)."""
+        names = [f for f in cls.__dataclass_fields__ if f != "rope_theta"]
+        sizes = {name: getattr(config, name) for name in names}
+        return cls(**sizes, rope_theta=config.rope_parameters["rope_theta"])
+
     def to_llama(self, tokenizer: PreTrainedTokenizerBase) -> LlamaConfig:
         """The ``LlamaConfig`` for this size, with the tokenizer's vocabulary and special ids."""
         if self.hidden_size % self.num_attention_heads:

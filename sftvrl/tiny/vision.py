@@ -52,17 +52,7 @@ def graft_vlm(config: VisionFoundationConfig, seed: int) -> Any:
     text = load_policy(ModelConfig(name_or_path=config.text_foundation))
     if text.vision:
         raise ValueError(f"{config.text_foundation!r} is a VLM; graft_vlm needs a text foundation")
-    llama = text.model.config
-    sizes = TinyTextConfig(
-        hidden_size=llama.hidden_size,
-        intermediate_size=llama.intermediate_size,
-        num_hidden_layers=llama.num_hidden_layers,
-        num_attention_heads=llama.num_attention_heads,
-        num_key_value_heads=llama.num_key_value_heads,
-        max_position_embeddings=llama.max_position_embeddings,
-        rope_theta=llama.rope_parameters["rope_theta"],
-        tie_word_embeddings=llama.tie_word_embeddings,
-    )
+    sizes = TinyTextConfig.from_llama(text.model.config)
     vision = TinyVisionConfig(text=sizes, image_size=config.image_size)
     model, processor = build_tiny_vlm(text.tokenizer, vision, seed=seed)
     model.model.language_model.load_state_dict(text.model.model.state_dict())
