@@ -168,6 +168,8 @@ def test_the_vision_corpus_holds_the_same_rules_and_hands_in_gp_vl_form():
         assert first[0]["type"] == "image" and "Cards: in the image." in first[1]["text"]
         assert "images" not in v  # rendered per batch at the model's size
         assert len(t["messages"]) == len(v["messages"])
+    black = gp_corpus(60, seed=5, config=GPCorpusConfig(suits="black"), vision=True)
+    assert {card[0] for example in black for card in example["cards"]} == {"S", "C"}
 
 
 @given(

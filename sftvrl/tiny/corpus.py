@@ -43,6 +43,9 @@ class GPCorpusConfig:
     revision: float = 0.25
     """Share of examples that are sequential revision: mistakes, feedback, then the answer."""
     max_mistakes: int = 1
+    suits: str = "all"
+    """Suits the hands are dealt in: ``all``, or ``black`` to keep GP-VL's visual-OOD hands (red
+    suits) out of a vision corpus, as the study's rules are kept out."""
 
 
 def sample_rules(rng: random.Random, config: GPCorpusConfig) -> Rules:
@@ -56,7 +59,7 @@ def sample_rules(rng: random.Random, config: GPCorpusConfig) -> Rules:
         if face not in HELD_OUT_FACES:
             break
     target = 24 if rng.random() < config.target_24 else rng.choice(config.other_targets)
-    return Rules(face=face, target=target)
+    return Rules(face=face, target=target, suits=config.suits)
 
 
 _DROPPED_IMAGE_WIDTH = 32
