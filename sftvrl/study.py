@@ -70,6 +70,9 @@ class StudyConfig:
     rl_episodes: int = 32
     rl_epochs: int = 2
     rl_temperature: float = 1.0
+    rl_critic_backprop: bool = True
+    """The value loss also trains the language model (the paper's shared model); False stops its
+    gradient at the value head (:attr:`PPOConfig.critic_backprop`)."""
     verify_iter: int | None = None
     """None: the paper's budget (5 for GP, 2 for V-IRL), in training and evaluation."""
     max_new_tokens: int = 64
@@ -330,6 +333,7 @@ def _rl_run(config: StudyConfig, name: str, model: str, seed: int, every: int) -
             top_p=1.0,
             max_new_tokens=config.max_new_tokens,
             value_hidden_sizes=(128, 64),
+            critic_backprop=config.rl_critic_backprop,
         ),
         eval=RLEval(every=every, temperature=0.0, seed=42, **_eval_settings(config, rl=True)),
         save_every=every,

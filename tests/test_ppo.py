@@ -165,6 +165,23 @@ def test_gradients_reach_lora_weights_and_the_value_head(tmp_path):
     assert all(p.grad is None for p in frozen)
 
 
+@pytest.mark.parametrize("critic_backprop", [True, False])
+def test_the_value_loss_reaches_the_language_model_only_when_the_critic_backprops(
+    tmp_path, critic_backprop
+):
+    from sftvrl.train.ppo import ActorCritic, ValueHead
+
+    trainer = PPOTrainer(small_experiment(tmp_path, "critic"))
+    model = trainer.policy.model
+    critic = ActorCritic(model, ValueHead(model.config.hidden_size, (8,)), critic_backprop)
+    ids = torch.tensor([[5, 6, 7, 8]])
+    _, values = critic(value_positions=torch.tensor([3]), input_ids=ids)
+    values.sum().backward()
+    trunk = [p.grad for p in model.parameters() if p.grad is not None and p.grad.abs().sum() > 0]
+    assert bool(trunk) == critic_backprop
+    assert all(p.grad is not None for p in critic.value_head.parameters())
+
+
 def test_killed_run_resumes_to_the_same_metrics_and_weights(tmp_path):
     whole = train_ppo(small_experiment(tmp_path, "whole"))
     train_ppo(small_experiment(tmp_path, "killed"), stop_after=1)

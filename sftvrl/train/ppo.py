@@ -94,6 +94,10 @@ class PPOConfig:
     clip_eps: float = 0.1
     value_clip_eps: float = 0.1
     value_loss_coef: float = 0.5
+    critic_backprop: bool = True
+    """The value loss trains the policy's own layers too (the paper's shared model). False: the
+    value head reads the policy's features with the gradient stopped, so only the policy loss
+    changes the language model."""
     ratio_guard: float = 10.0
     thought_prob_coef: float = 0.5
     gamma: float = 0.9
@@ -192,10 +196,13 @@ class ActorCritic(nn.Module):
     """The policy and its value head as one module, so ``accelerate`` (DDP, DeepSpeed) wraps,
     shards and averages both together."""
 
-    def __init__(self, model: nn.Module, value_head: ValueHead) -> None:
+    def __init__(
+        self, model: nn.Module, value_head: ValueHead, critic_backprop: bool = True
+    ) -> None:
         super().__init__()
         self.model = model
         self.value_head = value_head
+        self.critic_backprop = critic_backprop
 
     def forward(
         self, value_positions: torch.Tensor, value_rows: torch.Tensor | None = None, **inputs: Any
@@ -206,7 +213,10 @@ class ActorCritic(nn.Module):
         hidden = output.hidden_states[-1]
         if value_rows is None:
             value_rows = torch.arange(hidden.shape[0], device=hidden.device)
-        return output.logits, self.value_head(hidden[value_rows, value_positions])
+        features = hidden[value_rows, value_positions]
+        if not self.critic_backprop:
+            features = features.detach()
+        return output.logits, self.value_head(features)
 
 
 @dataclass
@@ -498,7 +508,9 @@ class PPOTrainer:
         ppo = config.ppo
         torch.manual_seed(config.seed)
         value_head = ValueHead(hidden_size(self.policy.model), ppo.value_hidden_sizes)
-        actor_critic = ActorCritic(self.policy.model, value_head.to(self.policy.device))
+        actor_critic = ActorCritic(
+            self.policy.model, value_head.to(self.policy.device), config.ppo.critic_backprop
+        )
         params = [p for p in actor_critic.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(
             params, lr=ppo.learning_rate, eps=ppo.adam_eps, weight_decay=ppo.weight_decay
