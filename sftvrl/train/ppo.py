@@ -615,9 +615,7 @@ class PPOTrainer:
         """``ppo_epochs`` passes of clipped PPO over shuffled mini-batches."""
         ppo = self.config.ppo
         self.actor_critic.train()
-        stats: dict[str, list[float]] = {
-            k: [] for k in ("policy_loss", "value_loss", "entropy", "clip_fraction", "approx_kl")
-        }
+        stats: dict[str, list[float]] = {}
         steps_per_optimizer = ppo.grad_accumulation
         micro = 0
         count = self._mini_batch_count(len(transitions))
@@ -635,7 +633,7 @@ class PPOTrainer:
                 micro += 1
                 if chunk:
                     for key, value in info.items():
-                        stats[key].append(value)
+                        stats.setdefault(key, []).append(value)
                 if micro % steps_per_optimizer == 0:
                     self._step()
         if micro % steps_per_optimizer:
@@ -703,10 +701,11 @@ class PPOTrainer:
         info = {
             "policy_loss": policy_loss.item(),
             "value_loss": value_loss.item(),
-            "entropy": float(entropy),
             "clip_fraction": clip_fraction,
             "approx_kl": approx_kl,
         }
+        if ppo.entropy_coef > 0:  # computed only when it is in the loss; never logged as a fake 0
+            info["entropy"] = float(entropy)
         return loss, info
 
     # -- bookkeeping ----------------------------------------------------------------------------
