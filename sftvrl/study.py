@@ -70,6 +70,8 @@ class StudyConfig:
     rl_episodes: int = 32
     rl_epochs: int = 2
     rl_temperature: float = 1.0
+    rl_ratio: str = "sequence"
+    """PPO's probability ratio: ``sequence`` (the paper's) or ``token`` (:attr:`PPOConfig.ratio`)."""
     rl_critic_backprop: bool = True
     """The value loss also trains the language model (the paper's shared model); False stops its
     gradient at the value head (:attr:`PPOConfig.critic_backprop`)."""
@@ -334,6 +336,7 @@ def _rl_run(config: StudyConfig, name: str, model: str, seed: int, every: int) -
             max_new_tokens=config.max_new_tokens,
             value_hidden_sizes=(128, 64),
             critic_backprop=config.rl_critic_backprop,
+            ratio=config.rl_ratio,  # type: ignore[arg-type]
         ),
         eval=RLEval(every=every, temperature=0.0, seed=42, **_eval_settings(config, rl=True)),
         save_every=every,

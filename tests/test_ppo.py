@@ -182,6 +182,26 @@ def test_the_value_loss_reaches_the_language_model_only_when_the_critic_backprop
     assert all(p.grad is not None for p in critic.value_head.parameters())
 
 
+def test_token_ratios_start_at_one_and_weigh_each_answer_once(tmp_path, one_thread):
+    trainer = PPOTrainer(small_experiment(tmp_path, "token", ratio="token", thought_prob_coef=0.5))
+    transitions, _ = trainer.collect()
+    trainer.prepare(transitions)
+    for t in transitions:
+        assert t.old_token_logprobs is not None and len(t.old_token_logprobs) == len(t.response_ids)
+    trainer.actor_critic.train()
+    batch = transitions[:4]
+    loss, info = trainer._loss(batch)
+    assert info["approx_kl"] == pytest.approx(0.0, abs=1e-5) and info["clip_fraction"] == 0.0
+    # with every ratio at one, each answer's loss is minus its advantage, whatever its length
+    token_loss, _ = trainer._token_policy_loss(
+        batch, torch.cat([t.old_token_logprobs for t in batch])
+    )
+    expected = -sum(t.advantage for t in batch) / len(batch)
+    assert token_loss.item() == pytest.approx(expected, abs=1e-5)
+    stats = trainer.optimise(transitions)
+    assert stats["approx_kl"] > 0  # the policy moved between the two epochs
+
+
 def test_killed_run_resumes_to_the_same_metrics_and_weights(tmp_path):
     whole = train_ppo(small_experiment(tmp_path, "whole"))
     train_ppo(small_experiment(tmp_path, "killed"), stop_after=1)

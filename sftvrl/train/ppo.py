@@ -50,7 +50,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -95,6 +95,11 @@ class PPOConfig:
     value_clip_eps: float = 0.1
     value_loss_coef: float = 0.5
     critic_backprop: bool = True
+    ratio: Literal["sequence", "token"] = "sequence"
+    """``sequence``: the paper's (the official code's) probability ratio of a whole answer, its
+    thought tokens weighted by ``thought_prob_coef``. ``token``: one ratio per answer token,
+    clipped per token and averaged over the answer (with the same weights), as TRL's PPO and GRPO
+    do, so a 40-token answer does not multiply 40 small changes into one ratio."""
     """The value loss trains the policy's own layers too (the paper's shared model). False: the
     value head reads the policy's features with the gradient stopped, so only the policy loss
     changes the language model."""
@@ -238,6 +243,8 @@ class Transition:
     one another: each one's prompt and answer begin the next one's prompt (see :func:`link_turns`).
     -1: not linked to any other."""
     old_logprob: float = 0.0
+    old_token_logprobs: torch.Tensor | None = None
+    """Per answer token (``PPOConfig.ratio="token"`` only)."""
     old_value: float = 0.0
     ref_logprob: float = 0.0
     advantage: float = 0.0
@@ -345,6 +352,18 @@ def packed_rows(batch: Sequence[Transition]) -> list[list[int]]:
     return [sorted(members, key=lambda i: batch[i].turn) for members in rows.values()]
 
 
+class Scores(NamedTuple):
+    """What :func:`score` reads from a batch of transitions (in batch order)."""
+
+    logprobs: torch.Tensor
+    """Weighted sequence log-probability of each answer."""
+    values: torch.Tensor
+    entropy: torch.Tensor
+    """Mean token entropy (zero unless asked for)."""
+    token_logprobs: torch.Tensor
+    """Every answer token's log-probability, the transitions' answers concatenated."""
+
+
 def score(
     policy: Policy,
     actor_critic: nn.Module,
@@ -352,8 +371,8 @@ def score(
     thought_prob_coef: float,
     *,
     with_entropy: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Sequence log-probabilities, values and mean token entropy of a batch of transitions.
+) -> Scores:
+    """Sequence and token log-probabilities, values and mean token entropy of a batch.
 
     Each row of a forward pass is right-padded prompt + answer of one transition, or of the last
     turn of a chain (:func:`link_turns`) whose earlier turns are read from the same row; the value
@@ -382,6 +401,7 @@ def score(
     keep_logits = _keeps_logits(actor_critic)
     order: list[int] = []
     logprob_parts, value_parts, entropy_parts = [], [], []
+    token_parts: dict[int, torch.Tensor] = {}
     for group in length_groups(lengths, split):
         width = max(lengths[r] for r in group)
         input_ids = torch.full((len(group), width), pad, dtype=torch.long)
@@ -429,6 +449,8 @@ def score(
         step_logits = logits[token_rows, columns - offset].float()  # [answer tokens, vocab]
         token_logprobs = torch.log_softmax(step_logits, dim=-1)
         chosen = token_logprobs.gather(1, input_ids[token_rows, columns + 1][:, None])[:, 0]
+        for (_, i), tokens in zip(members, chosen.split(answer_lengths), strict=True):
+            token_parts[i] = tokens
         weights = torch.where(thought.to(device), thought_prob_coef, 1.0)
         sums = torch.zeros(len(members), dtype=chosen.dtype, device=device)
         logprob_parts.append(sums.index_add(0, segments, weights * chosen))
@@ -445,7 +467,8 @@ def score(
     logprobs = torch.cat(logprob_parts)[inverse]
     values = torch.cat(value_parts)[inverse]
     entropy = torch.cat(entropy_parts).mean() if entropy_parts else torch.zeros((), device=device)
-    return logprobs, values, entropy
+    tokens = torch.cat([token_parts[i] for i in range(len(batch))])
+    return Scores(logprobs, values, entropy, tokens)
 
 
 def _scoring_batches(transitions: Sequence[Transition], size: int) -> list[list[Transition]]:
@@ -582,15 +605,18 @@ class PPOTrainer:
         # no gradients here, and a row's score does not depend on the rows scored with it: take
         # the chains by length (the longest first), so that each pass wastes little on padding
         for batch in _scoring_batches(transitions, ppo.mini_batch_size):
-            logprobs, values, _ = score(self.policy, unwrapped, batch, ppo.thought_prob_coef)
+            scores = score(self.policy, unwrapped, batch, ppo.thought_prob_coef)
             if self.reference is not None:
-                ref, _, _ = score(
-                    self.reference, self.reference_scorer, batch, ppo.thought_prob_coef
-                )
-                for t, r in zip(batch, ref.tolist(), strict=True):
+                ref = score(self.reference, self.reference_scorer, batch, ppo.thought_prob_coef)
+                for t, r in zip(batch, ref.logprobs.tolist(), strict=True):
                     t.ref_logprob = r
-            for t, lp, v in zip(batch, logprobs.tolist(), values.tolist(), strict=True):
+            lengths = [len(t.response_ids) for t in batch]
+            tokens = scores.token_logprobs.detach().cpu().split(lengths)
+            for t, lp, v, tok in zip(
+                batch, scores.logprobs.tolist(), scores.values.tolist(), tokens, strict=True
+            ):
                 t.old_logprob, t.old_value = lp, v
+                t.old_token_logprobs = tok if ppo.ratio == "token" else None
         self.tracker.add_forward(sum(len(t.prompt_ids) + len(t.response_ids) for t in transitions))
         bootstrap = []
         for i, t in enumerate(transitions):
@@ -664,26 +690,30 @@ class PPOTrainer:
     def _loss(self, batch: list[Transition]) -> tuple[torch.Tensor, dict[str, float]]:
         ppo = self.config.ppo
         device = self.policy.device
-        logprobs, values, entropy = score(
+        scores = score(
             self.policy,
             self.actor_critic,
             batch,
             ppo.thought_prob_coef,
             with_entropy=ppo.entropy_coef > 0,
         )
-        old = torch.tensor([t.old_logprob for t in batch], device=device)
+        logprobs, values, entropy = scores.logprobs, scores.values, scores.entropy
         advantages = torch.tensor([t.advantage for t in batch], device=device)
         returns = torch.tensor([t.ret for t in batch], device=device)
         old_values = torch.tensor([t.old_value for t in batch], device=device)
 
-        log_ratio = logprobs - old
-        ratio = log_ratio.exp()
-        unclipped = -advantages * ratio
-        clipped = -advantages * ratio.clamp(1 - ppo.clip_eps, 1 + ppo.clip_eps)
-        if (ratio > ppo.ratio_guard).any():  # the official safeguard: trust only the clipped term
-            policy_loss = clipped.mean()
+        if ppo.ratio == "token":
+            policy_loss, log_ratio = self._token_policy_loss(batch, scores.token_logprobs)
         else:
-            policy_loss = torch.max(unclipped, clipped).mean()
+            old = torch.tensor([t.old_logprob for t in batch], device=device)
+            log_ratio = logprobs - old
+            ratio = log_ratio.exp()
+            unclipped = -advantages * ratio
+            clipped = -advantages * ratio.clamp(1 - ppo.clip_eps, 1 + ppo.clip_eps)
+            if (ratio > ppo.ratio_guard).any():  # the official safeguard: only the clipped term
+                policy_loss = clipped.mean()
+            else:
+                policy_loss = torch.max(unclipped, clipped).mean()
 
         values_clipped = old_values + (values - old_values).clamp(
             -ppo.value_clip_eps, ppo.value_clip_eps
@@ -695,7 +725,8 @@ class PPOTrainer:
         if self.reference is not None:
             ref = torch.tensor([t.ref_logprob for t in batch], device=device)
             loss = loss + ppo.kl_coef * (logprobs - ref).mean()
-        with torch.no_grad():
+        with torch.no_grad():  # over answers, or over tokens with ratio="token"
+            ratio = log_ratio.exp()
             clip_fraction = ((ratio - 1).abs() > ppo.clip_eps).float().mean().item()
             approx_kl = ((ratio - 1) - log_ratio).mean().item()
         info = {
@@ -707,6 +738,40 @@ class PPOTrainer:
         if ppo.entropy_coef > 0:  # computed only when it is in the loss; never logged as a fake 0
             info["entropy"] = float(entropy)
         return loss, info
+
+    def _token_policy_loss(
+        self, batch: list[Transition], token_logprobs: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clipped PPO per answer token (``ratio="token"``): each token's ratio against its old
+        log-prob, the answer's advantage, thought tokens weighted by ``thought_prob_coef``, averaged
+        over each answer and then over the batch. Returns the loss and the tokens' log-ratios."""
+        ppo = self.config.ppo
+        device = token_logprobs.device
+        if any(t.old_token_logprobs is None for t in batch):
+            raise RuntimeError("ratio='token' needs old token log-probs: call prepare() first")
+        old = torch.cat([t.old_token_logprobs for t in batch]).to(device)  # type: ignore[misc]
+        lengths = torch.tensor([len(t.response_ids) for t in batch])
+        segments = torch.repeat_interleave(torch.arange(len(batch)), lengths).to(device)
+        weights = torch.cat(
+            [
+                torch.where(
+                    torch.arange(len(t.response_ids)) < t.thought_length, ppo.thought_prob_coef, 1.0
+                )
+                for t in batch
+            ]
+        ).to(device)
+        advantages = torch.tensor([t.advantage for t in batch], device=device)[segments]
+        log_ratio = token_logprobs - old
+        ratio = log_ratio.exp()
+        per_token = torch.max(
+            -advantages * ratio,
+            -advantages * ratio.clamp(1 - ppo.clip_eps, 1 + ppo.clip_eps),
+        )
+        zeros = torch.zeros(len(batch), dtype=per_token.dtype, device=device)
+        per_answer = zeros.index_add(0, segments, weights * per_token) / zeros.index_add(
+            0, segments, weights
+        )
+        return per_answer.mean(), log_ratio
 
     # -- bookkeeping ----------------------------------------------------------------------------
     def rollout_stats(self, transitions: list[Transition], episodes: list[Episode]) -> dict:
