@@ -78,7 +78,9 @@ def test_recognition_is_read_on_first_answers_only_as_the_paper_measures_it():
     settings = GPEvalSettings(vision=True, n_episodes=10, verify_iter=3, image_width=112)
     result = evaluate_general_points(ScriptedResponder(answer), settings)
     assert all(len(e.turns) == 3 for e in result.episodes)
-    assert all(t.info["outcome"] == "INCORRECT_VISION" for e in result.episodes for t in e.turns[1:])
+    assert all(
+        t.info["outcome"] == "INCORRECT_VISION" for e in result.episodes for t in e.turns[1:]
+    )
     assert (result.recognition.k, result.recognition.n) == (10, 10)
     assert result.success.k == 0
 

@@ -190,7 +190,7 @@ def test_token_ratios_start_at_one_and_weigh_each_answer_once(tmp_path, one_thre
         assert t.old_token_logprobs is not None and len(t.old_token_logprobs) == len(t.response_ids)
     trainer.actor_critic.train()
     batch = transitions[:4]
-    loss, info = trainer._loss(batch)
+    _, info = trainer._loss(batch)
     assert info["approx_kl"] == pytest.approx(0.0, abs=1e-5) and info["clip_fraction"] == 0.0
     # with every ratio at one, each answer's loss is minus its advantage, whatever its length
     token_loss, _ = trainer._token_policy_loss(
