@@ -4,9 +4,10 @@ The paper's VLM already reads cards and does arithmetic before any post-training
 gets both the way LLaVA-style models are made: its language model *is* the text foundation
 (``tiny-text-gp``, weights copied in), and a fresh vision tower and projector learn, on the GP-VL
 form of the same foundation corpus, to turn the rendered hand into something the language model
-reads. The corpus keeps the text foundation's discipline (never the study's J/Q/K rules); its
-hands are dealt in all four suits, as a real VLM has seen red and black cards before: the study's
-visual-OOD question is whether post-training on black suits keeps that reading of red ones.
+reads. The corpus keeps the text foundation's discipline (never the study's J/Q/K rules), and the
+shipped foundation is dealt in black suits only (``pretrain.corpus.suits=black``): red suits are
+GP-VL's visual-OOD test and stay out of pretraining too. (Dealt in all four suits, the first
+variant read red cards as well as black ones, so visual OOD was not out of distribution for it.)
 
 The recognition probe is why this fits in minutes. Measured on this machine (2-core CPU, batch
 32, 300 steps): with the language-model loss alone the answer's card tokens stayed at chance (the
