@@ -89,7 +89,6 @@ class RecognitionProbe(nn.Module):
         super().__init__()
         vision = model.config.vision_config
         patches = (vision.image_size // vision.patch_size) ** 2
-        self.n_cards = n_cards
         self.read_out = nn.Linear(vision.hidden_size * patches, n_cards * len(RANKS))
         self._features: torch.Tensor | None = None
         self._hook = model.model.vision_tower.register_forward_hook(self._capture)

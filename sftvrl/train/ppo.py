@@ -95,14 +95,14 @@ class PPOConfig:
     value_clip_eps: float = 0.1
     value_loss_coef: float = 0.5
     critic_backprop: bool = True
+    """The value loss trains the policy's own layers too (the paper's shared model). False: the
+    value head reads the policy's features with the gradient stopped, so only the policy loss
+    changes the language model."""
     ratio: Literal["sequence", "token"] = "sequence"
     """``sequence``: the paper's (the official code's) probability ratio of a whole answer, its
     thought tokens weighted by ``thought_prob_coef``. ``token``: one ratio per answer token,
     clipped per token and averaged over the answer (with the same weights), as TRL's PPO and GRPO
     do, so a 40-token answer does not multiply 40 small changes into one ratio."""
-    """The value loss trains the policy's own layers too (the paper's shared model). False: the
-    value head reads the policy's features with the gradient stopped, so only the policy loss
-    changes the language model."""
     ratio_guard: float = 10.0
     thought_prob_coef: float = 0.5
     gamma: float = 0.9
@@ -249,6 +249,12 @@ class Transition:
     ref_logprob: float = 0.0
     advantage: float = 0.0
     ret: float = 0.0
+
+
+def thought_weights(transition: Transition, thought_prob_coef: float) -> torch.Tensor:
+    """Each answer token's weight: ``thought_prob_coef`` before the key field, 1 after it."""
+    thought = torch.arange(len(transition.response_ids)) < transition.thought_length
+    return torch.where(thought, thought_prob_coef, 1.0)
 
 
 def thought_length(tokenizer: Any, response_ids: torch.Tensor) -> int:
@@ -440,18 +446,13 @@ def score(
             ]
         ).to(device)
         segments = segments.to(device)
-        thought = torch.cat(
-            [
-                torch.arange(n) < batch[i].thought_length
-                for (_, i), n in zip(members, answer_lengths, strict=True)
-            ]
-        )
         step_logits = logits[token_rows, columns - offset].float()  # [answer tokens, vocab]
         token_logprobs = torch.log_softmax(step_logits, dim=-1)
         chosen = token_logprobs.gather(1, input_ids[token_rows, columns + 1][:, None])[:, 0]
         for (_, i), tokens in zip(members, chosen.split(answer_lengths), strict=True):
             token_parts[i] = tokens
-        weights = torch.where(thought.to(device), thought_prob_coef, 1.0)
+        weights = torch.cat([thought_weights(batch[i], thought_prob_coef) for _, i in members])
+        weights = weights.to(device)
         sums = torch.zeros(len(members), dtype=chosen.dtype, device=device)
         logprob_parts.append(sums.index_add(0, segments, weights * chosen))
         value_parts.append(values)
@@ -610,13 +611,15 @@ class PPOTrainer:
                 ref = score(self.reference, self.reference_scorer, batch, ppo.thought_prob_coef)
                 for t, r in zip(batch, ref.logprobs.tolist(), strict=True):
                     t.ref_logprob = r
-            lengths = [len(t.response_ids) for t in batch]
-            tokens = scores.token_logprobs.detach().cpu().split(lengths)
-            for t, lp, v, tok in zip(
-                batch, scores.logprobs.tolist(), scores.values.tolist(), tokens, strict=True
+            for t, lp, v in zip(
+                batch, scores.logprobs.tolist(), scores.values.tolist(), strict=True
             ):
                 t.old_logprob, t.old_value = lp, v
-                t.old_token_logprobs = tok if ppo.ratio == "token" else None
+            if ppo.ratio == "token":
+                lengths = [len(t.response_ids) for t in batch]
+                tokens = scores.token_logprobs.detach().cpu().split(lengths)
+                for t, tok in zip(batch, tokens, strict=True):
+                    t.old_token_logprobs = tok
         self.tracker.add_forward(sum(len(t.prompt_ids) + len(t.response_ids) for t in transitions))
         bootstrap = []
         for i, t in enumerate(transitions):
@@ -752,14 +755,7 @@ class PPOTrainer:
         old = torch.cat([t.old_token_logprobs for t in batch]).to(device)  # type: ignore[misc]
         lengths = torch.tensor([len(t.response_ids) for t in batch])
         segments = torch.repeat_interleave(torch.arange(len(batch)), lengths).to(device)
-        weights = torch.cat(
-            [
-                torch.where(
-                    torch.arange(len(t.response_ids)) < t.thought_length, ppo.thought_prob_coef, 1.0
-                )
-                for t in batch
-            ]
-        ).to(device)
+        weights = torch.cat([thought_weights(t, ppo.thought_prob_coef) for t in batch]).to(device)
         advantages = torch.tensor([t.advantage for t in batch], device=device)[segments]
         log_ratio = token_logprobs - old
         ratio = log_ratio.exp()

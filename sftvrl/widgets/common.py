@@ -32,6 +32,8 @@ TINY_CHOICES: tuple[tuple[str, str], ...] = (
     ("tiny-vlm (random init: answers garbage)", "tiny-vlm"),
 )
 """The built-in tiny models. Untrained, they answer noise; useful to try the UI on any machine."""
+# The shipped tiny foundations (``data/tiny``), offered by the game they were pretrained for: they
+# solve some hands / routes, in the compact prompt layout they were trained on.
 GP_FOUNDATIONS: tuple[tuple[str, str], ...] = (
     ("tiny-text-gp (GP-L foundation; compact prompt)", "tiny-text-gp"),
     ("tiny-vlm-gp (GP-VL foundation; compact prompt)", "tiny-vlm-gp"),
@@ -39,8 +41,6 @@ GP_FOUNDATIONS: tuple[tuple[str, str], ...] = (
 VIRL_FOUNDATIONS: tuple[tuple[str, str], ...] = (
     ("tiny-text-virl (V-IRL-L foundation; compact prompt)", "tiny-text-virl"),
 )
-"""The shipped tiny foundations (``data/tiny``), offered by the game they were pretrained for: they
-solve some hands / routes, in the compact prompt layout they were trained on."""
 VISION_TWIN = {"tiny-text": "tiny-vlm", "tiny-text-gp": "tiny-vlm-gp"}
 """Text model -> its vision counterpart, which a picker switches to with the game's variant."""
 
