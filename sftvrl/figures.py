@@ -246,17 +246,24 @@ def first_rows(rows: pd.DataFrame) -> pd.DataFrame:
 def init_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """Init's evaluation, one row per seed.
 
-    The ``init`` branch's last step where it exists; otherwise the step-0 evaluations of SFT (then
-    RL), which score Init's own checkpoint. Several variants of one seed share Init: one is kept.
+    Per seed, the ``init`` branch's last step where it exists; otherwise that seed's step-0
+    evaluation of SFT (then RL), which scores Init's own checkpoint. A seed whose Init record is
+    missing (a run resumed by hand) still counts. Several variants of one seed share Init: one
+    is kept.
     """
+    chosen = []
     for branch, only_step0 in (("init", False), ("sft", True), ("rl", True)):
         sub = rows[rows["branch"] == branch]
         if only_step0:
             sub = sub[sub["step"] == 0]
+        if chosen:
+            sub = sub[~sub["seed"].isin(pd.concat(chosen)["seed"])]
         if not sub.empty:
             ordered = sub.sort_values(["seed", "variant", "step"], kind="stable")
-            return ordered.groupby("seed").tail(1)
-    return rows.iloc[0:0]
+            chosen.append(ordered.groupby("seed").tail(1))
+    if not chosen:
+        return rows.iloc[0:0]
+    return pd.concat(chosen).sort_values("seed", kind="stable")
 
 
 def final_estimates(rows: pd.DataFrame) -> dict[str, Estimate | None]:

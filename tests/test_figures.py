@@ -476,3 +476,11 @@ def test_example_figures_use_the_main_study_init_model(tmp_path):
     assert messages[0]["role"] == "note"
     # a random-init model fails, so it gets feedback: the figure shows the model, not a script
     assert "Init model" in messages[0]["text"] and "scripted" not in messages[0]["text"]
+
+
+def test_init_falls_back_per_seed(frame):
+    rows = figures.select(frame, experiment="main", task="gp-l", split="id", metric="success")
+    one_init_missing = rows[~((rows["branch"] == "init") & (rows["seed"] == 1))]
+    init = figures.init_rows(one_init_missing)
+    assert init["seed"].tolist() == [0, 1]
+    assert init["branch"].tolist() == ["init", "sft"] and init["step"].tolist()[1] == 0
