@@ -80,6 +80,17 @@ def test_every_experiment_notebook_takes_threads():
             assert "threads" in declared_parameters(NOTEBOOKS / job.notebook), job.notebook
 
 
+@pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda p: p.name)
+def test_every_notebook_is_valid_with_unique_cell_ids(path):
+    """nbformat 4.5 wants an id on every cell (a missing one is a warning today, an error later);
+    papermill and JupyterLab rely on them being unique."""
+    raw = json.loads(path.read_text())
+    ids = [cell.get("id") for cell in raw["cells"]]
+    assert None not in ids, f"{path.name}: a cell has no id"
+    assert len(set(ids)) == len(ids), f"{path.name}: duplicate cell ids"
+    nbformat.validate(nbformat.reads(path.read_text(), as_version=4))
+
+
 def test_the_kernel_runs_this_interpreter():
     spec = KernelSpecManager().get_kernel_spec(ensure_kernel())
     assert spec.argv[0] in ("python", "python3", sys.executable)
