@@ -762,6 +762,7 @@ class VerifyIterPoint:
     """Fig. 10 at matched compute: one verification budget's ID and OOD gains over Init."""
 
     verify_iter: str
+    """The budget as the paper labels it ("5"), whatever the run's variant is called."""
     id_gain: float
     ood_gain: float
     ood: Estimate
@@ -799,7 +800,9 @@ def verify_iter_points(frame: pd.DataFrame) -> list[VerifyIterPoint]:
         if ood is None:
             continue
         id_gain = id_est.rate - init_id.rate if id_est and init_id else math.nan
-        out.append(VerifyIterPoint(variant, id_gain, ood.rate - init_ood.rate, ood, point))
+        fields = parse_variant(variant)  # "verify_iter=5" -> "5", the paper's label
+        label = fields.get("verify_iter", fields.get("value", variant))
+        out.append(VerifyIterPoint(label, id_gain, ood.rate - init_ood.rate, ood, point))
     return out
 
 

@@ -484,3 +484,20 @@ def test_init_falls_back_per_seed(frame):
     init = figures.init_rows(one_init_missing)
     assert init["seed"].tolist() == [0, 1]
     assert init["branch"].tolist() == ["init", "sft"] and init["step"].tolist()[1] == 0
+
+
+def test_fig10_rows_of_real_run_names_meet_the_papers(frame, tmp_path):
+    """Runs are named ``verify_iter=5`` (the reproduce plan's variants); the paper says ``5``: one
+    row per budget with both, not two half-empty rows."""
+    renamed = frame.copy()
+    is_viter = renamed["experiment"] == "verify_iter"
+    renamed.loc[is_viter & (renamed["variant"] != ""), "variant"] = (
+        "verify_iter=" + renamed.loc[is_viter & (renamed["variant"] != ""), "variant"]
+    )
+    assert [p.verify_iter for p in figures.verify_iter_points(renamed)] == ["1", "3", "5", "10"]
+    figures.write_summary(renamed, tmp_path / "summary.md")
+    text = (tmp_path / "summary.md").read_text()
+    section = text.split("## Fig. 10")[1].split("\n## ")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(rows) == 5  # the header and the four budgets
+    assert all(" - " not in line for line in rows[1:]), rows
