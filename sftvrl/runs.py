@@ -59,6 +59,7 @@ __all__ = [
     "CHECKPOINT_MARKER",
     "Run",
     "RunError",
+    "busy_elsewhere",
     "collect_provenance",
     "exclusive",
     "git_info",
@@ -354,6 +355,29 @@ def exclusive(path: str | Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def busy_elsewhere(path: str | Path) -> bool:
+    """Whether another process holds :func:`exclusive`'s lock on ``path`` right now.
+
+    A peek, not a reservation: the answer may change the moment it is given. Callers use it to
+    do other work first (``run_study`` trains another seed) instead of waiting on the lock.
+    """
+    path = Path(path)
+    lock = path.parent / f".{path.name}.lock"
+    if not lock.exists():
+        return False
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on POSIX
+        return False
+    with open(lock, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
 
 
 def _config_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:

@@ -421,10 +421,26 @@ def run_study(config: StudyConfig) -> pd.DataFrame:
     unknown = sorted(set(config.branches) - {"sft", "rl"})
     if unknown:
         raise ValueError(f"unknown branches {unknown}; expected 'sft' and/or 'rl'")
-    for seed in config.seeds:
+    waiting = list(config.seeds)
+    while waiting:
+        # a seed another process is training (``make reproduce JOBS=N``: the design notebook and
+        # a main-study notebook ask for the same runs) waits until no other seed is free
+        seed = next((s for s in waiting if not _seed_busy(config, s)), waiting[0])
+        waiting.remove(seed)
         logger.info("study %s seed %d", config.folder, seed)
         run_seed(config, seed)
     return load_evals(config.folder)
+
+
+def _seed_busy(config: StudyConfig, seed: int) -> bool:
+    """Whether another process holds the lock of one of this seed's runs (Init, SFT, RL)."""
+    from sftvrl.runs import busy_elsewhere
+
+    runs = [config.folder / f"{branch}_s{seed}" for branch in config.branches]
+    if not config.from_base:
+        init_steps = config.sft_steps if config.overfit_init else config.init_steps
+        runs.append(_init_folder(config, init_steps) / f"init_s{seed}")
+    return any(busy_elsewhere(run) for run in runs)
 
 
 # -- results -------------------------------------------------------------------------------------

@@ -55,9 +55,9 @@ def test_plan_matches_the_notebooks(tier, quick, tmp_path):
         "gp-vl",
         "virl-vl",
     }
-    if tier == "tiny":  # the design notebook runs these studies: they follow it, not race it
+    if tier == "tiny":  # the design notebook runs these studies too: they share its seeds
         needs = {job.name: job.needs for job in plan}
-        assert needs["main-gp-l"] == needs["main-virl-l"] == ("tiny-design",)
+        assert "tiny-design" not in needs["main-gp-l"] + needs["main-virl-l"]
     studies = [job for job in plan if "tier" in job.parameters]
     assert all(job.parameters["tier"] == tier for job in studies)
     assert all(job.parameters["model"] == "some/model" for job in studies)

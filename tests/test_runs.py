@@ -23,6 +23,7 @@ from sftvrl.runs import (
     CHECKPOINT_MARKER,
     Run,
     RunError,
+    busy_elsewhere,
     collect_provenance,
     git_info,
     read_metric_records,
@@ -423,3 +424,22 @@ def test_two_processes_asked_for_the_same_run_train_it_once(tmp_path):
     events = [line.split()[0] for line in log.read_text().splitlines()]
     assert events == ["start", "end", "skipped"]
     assert (tmp_path / "runs" / ".init_s0.lock").exists()
+
+
+def test_busy_elsewhere_sees_a_lock_held_by_another_holder(tmp_path):
+    """``busy_elsewhere`` peeks at :func:`exclusive`'s lock without taking it. A lock held through
+    another open file (as another process holds it) is busy; a free or absent one is not."""
+    import fcntl
+
+    run = tmp_path / "runs" / "sft_s0"
+    assert not busy_elsewhere(run)  # no lock file yet
+    lock = tmp_path / "runs" / ".sft_s0.lock"
+    lock.parent.mkdir(parents=True)
+    lock.touch()
+    assert not busy_elsewhere(run)
+    with open(lock, "a+") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        assert busy_elsewhere(run)
+        assert busy_elsewhere(run)  # peeking did not take or drop the other holder's lock
+        fcntl.flock(holder, fcntl.LOCK_UN)
+    assert not busy_elsewhere(run)

@@ -122,3 +122,26 @@ def test_rl_learning_rate_rule_judges_final_id_only():
             row = _init_row(80, value) | {"variant": variant, "branch": "rl", "split": split}
             rows += [row | {"step": 0, "rate": 0.25}, row | {"step": 16}]
     assert pick_by_final_id(pd.DataFrame(rows)) == "rl-lr-1e-05"
+
+
+def test_run_study_trains_free_seeds_before_one_another_process_holds(tmp_path, monkeypatch):
+    """``make reproduce JOBS=2`` runs the design notebook and a main-study notebook at once: both
+    ask for the same seeds. A seed whose run is locked elsewhere waits until no free seed is left,
+    so the two processes share the seeds instead of one idling on the other's lock."""
+    import fcntl
+
+    from sftvrl import study
+
+    config = StudyConfig.for_tier("tiny", "gp-l", quick=True, seeds=[0, 1, 2], out=str(tmp_path))
+    order = []
+    monkeypatch.setattr(study, "run_seed", lambda cfg, seed: order.append(seed))
+    monkeypatch.setattr(study, "load_evals", lambda folder: pd.DataFrame(columns=FRAME_COLUMNS))
+    lock = config.folder / ".rl_s0.lock"
+    lock.parent.mkdir(parents=True)
+    with open(lock, "a+") as other_process:
+        fcntl.flock(other_process, fcntl.LOCK_EX)
+        run_study(config)
+    assert order == [1, 2, 0]
+    order.clear()
+    run_study(config)  # nothing held: the configured order
+    assert order == [0, 1, 2]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -163,15 +163,10 @@ def build_plan(
                 "vl_init_sweep": [2],
             }
         jobs.append(Job("05_tiny_tier_design.ipynb", "tiny-design", design))
+    # the design notebook also runs the main GP-L and V-IRL-L studies, for its verdicts; their
+    # own notebooks run beside it rather than after it: ``run_study`` trains the seeds no other
+    # process is training first, so the two share the seeds instead of one core idling
     mains = [study("02_main_study.ipynb", f"main-{task}", task) for task in TASKS]
-    if tier == "tiny":
-        # the design notebook runs the main GP-L and V-IRL-L studies for its verdicts: their own
-        # notebooks come after it and find the runs done, instead of one of two parallel jobs
-        # waiting on the other's run-folder locks while a core idles
-        designed = ("main-gp-l", "main-virl-l")
-        mains = [
-            replace(job, needs=("tiny-design",)) if job.name in designed else job for job in mains
-        ]
     jobs += mains
     jobs += [
         study("03_rl_without_sft.ipynb", "rl-without-sft", "gp-l", rl_lrs=sweeps["rl_without_sft"]),
