@@ -72,6 +72,7 @@ NOT_RUN = "not run"
 HOLDS = "holds"
 DIRECTION_ONLY = "direction only (not significant)"
 DOES_NOT_HOLD = "does not hold"
+NO_SIGNAL = "no signal (every method at 0%)"
 ALPHA = 0.05
 NEAR_ZERO = 0.01
 """Finding 8: a success rate this low counts as "stays near 0" (the paper's axis ends at 0.4%)."""
@@ -1603,6 +1604,9 @@ def _order_finding(number: int, claim: str, figure: str, paper: str, rows: pd.Da
     finding.p_value = p
     finding.verdict = verdict(rl.rate > init.rate > sft.rate, significant)
     finding.note = f"equal compute {rl.gflops:.3g} GFLOPs; test: RL vs SFT"
+    if rl.k == init.k == sft.k == 0:  # the model cannot do the task here: nothing to order
+        finding.verdict = NO_SIGNAL
+        finding.note += "; Init, SFT and RL all score 0"
     return finding
 
 
@@ -1906,7 +1910,9 @@ VERDICT_RULE = (
     "*holds* when they are and the key difference (RL vs SFT; finding 9: most vs fewest "
     "verification iterations; finding 10: SFT vs Init) is significant at 0.05 by an exact paired "
     "McNemar test on the same evaluation episodes or by non-overlapping pooled 95% Wilson "
-    f"intervals; otherwise *direction only (not significant)*. Finding 8 holds when every "
+    "intervals; otherwise *direction only (not significant)*. *No signal* when Init, SFT and RL "
+    "all score 0 (added after the first V-IRL-VL runs, from a random model; it changes no other "
+    "verdict). Finding 8 holds when every "
     f"learning rate's final success is at most {NEAR_ZERO:.0%} with an upper 95% bound below "
     f"{NEAR_ZERO_BOUND:.0%}. Values pool k and n over seeds at the equal-compute point (the "
     "largest GFLOPs both branches reached; each branch's last evaluation not above it)."

@@ -501,3 +501,12 @@ def test_fig10_rows_of_real_run_names_meet_the_papers(frame, tmp_path):
     rows = [line for line in section.splitlines() if line.startswith("| ") and "---" not in line]
     assert len(rows) == 5  # the header and the four budgets
     assert all(" - " not in line for line in rows[1:]), rows
+
+
+def test_an_order_finding_where_every_method_scores_zero_has_no_signal():
+    rows = constructed({"init": 0.0, "sft": 0.0, "rl": 0.0}, n=48, outcomes=True, task="virl-vl")
+    four = next(f for f in figures.findings(rows) if f.number == 4)
+    assert four.verdict == figures.NO_SIGNAL and "all score 0" in four.note
+    rows = constructed({"init": 0.1, "sft": 0.0, "rl": 0.0}, n=48, outcomes=True, task="virl-vl")
+    four = next(f for f in figures.findings(rows) if f.number == 4)
+    assert four.verdict == figures.DOES_NOT_HOLD
