@@ -782,6 +782,12 @@ def _init_estimate(
     return estimate
 
 
+def _verify_iter_label(variant: str) -> str:
+    """A verification budget as the paper labels it: ``"verify_iter=5"`` (a run's name) -> ``"5"``."""
+    fields = parse_variant(variant)
+    return fields.get("verify_iter", fields.get("value", variant))
+
+
 def verify_iter_points(frame: pd.DataFrame) -> list[VerifyIterPoint]:
     """GP-L RL gains over Init at the compute every verification budget reached (Fig. 10)."""
     rows = select(frame, experiment="verify_iter", task="gp-l", metric="success")
@@ -801,9 +807,11 @@ def verify_iter_points(frame: pd.DataFrame) -> list[VerifyIterPoint]:
         if ood is None:
             continue
         id_gain = id_est.rate - init_id.rate if id_est and init_id else math.nan
-        fields = parse_variant(variant)  # "verify_iter=5" -> "5", the paper's label
-        label = fields.get("verify_iter", fields.get("value", variant))
-        out.append(VerifyIterPoint(label, id_gain, ood.rate - init_ood.rate, ood, point))
+        out.append(
+            VerifyIterPoint(
+                _verify_iter_label(variant), id_gain, ood.rate - init_ood.rate, ood, point
+            )
+        )
     return out
 
 
@@ -827,7 +835,7 @@ def _growth_trajectories(ax: Axes, frame: pd.DataFrame) -> bool:
         y = 100 * (both["rate_id"] - init_id.rate)
         rgba = [to_rgba(color, a) for a in _alphas(both["gflops_id"].to_numpy(float), norm)]
         ax.plot(x, y, color=color, linewidth=0.8, alpha=0.5)
-        ax.scatter(x, y, c=rgba, s=30, label=f"VIter {_variant_label(variant)}")
+        ax.scatter(x, y, c=rgba, s=30, label=f"VIter {_verify_iter_label(variant)}")
     for point in verify_iter_points(frame):
         ax.scatter(
             100 * point.ood_gain,
