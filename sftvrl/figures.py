@@ -252,16 +252,15 @@ def init_rows(rows: pd.DataFrame) -> pd.DataFrame:
     missing (a run resumed by hand) still counts. Several variants of one seed share Init: one
     is kept.
     """
-    chosen = []
+    chosen, seeds = [], set()
     for branch, only_step0 in (("init", False), ("sft", True), ("rl", True)):
-        sub = rows[rows["branch"] == branch]
+        sub = rows[(rows["branch"] == branch) & ~rows["seed"].isin(seeds)]
         if only_step0:
             sub = sub[sub["step"] == 0]
-        if chosen:
-            sub = sub[~sub["seed"].isin(pd.concat(chosen)["seed"])]
         if not sub.empty:
             ordered = sub.sort_values(["seed", "variant", "step"], kind="stable")
             chosen.append(ordered.groupby("seed").tail(1))
+            seeds |= set(sub["seed"])
     if not chosen:
         return rows.iloc[0:0]
     return pd.concat(chosen).sort_values("seed", kind="stable")

@@ -328,6 +328,12 @@ def _append_bytes(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
+def _lock_file(path: str | Path) -> Path:
+    """The lock of run folder ``path``: ``.<name>.lock`` beside it (the folder may not exist yet)."""
+    path = Path(path)
+    return path.parent / f".{path.name}.lock"
+
+
 @contextlib.contextmanager
 def exclusive(path: str | Path) -> Iterator[None]:
     """Hold a lock named after the run folder ``path`` while this process trains it.
@@ -338,14 +344,14 @@ def exclusive(path: str | Path) -> Iterator[None]:
     an advisory ``flock`` on ``.<name>.lock`` beside the folder, released when the process ends,
     even by a crash; where ``fcntl`` does not exist (Windows) there is no lock.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = _lock_file(path)
+    lock.parent.mkdir(parents=True, exist_ok=True)
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not on POSIX
         yield
         return
-    with open(path.parent / f".{path.name}.lock", "a+") as handle:
+    with open(lock, "a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -363,8 +369,7 @@ def busy_elsewhere(path: str | Path) -> bool:
     A peek, not a reservation: the answer may change the moment it is given. Callers use it to
     do other work first (``run_study`` trains another seed) instead of waiting on the lock.
     """
-    path = Path(path)
-    lock = path.parent / f".{path.name}.lock"
+    lock = _lock_file(path)
     if not lock.exists():
         return False
     try:

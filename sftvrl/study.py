@@ -347,6 +347,11 @@ def _rl_run(config: StudyConfig, name: str, model: str, seed: int, every: int) -
     return _train_once(config.folder / name, lambda: train_ppo(experiment))
 
 
+def _init_steps(config: StudyConfig) -> int:
+    """Init's SFT steps: the configured Init, or the whole SFT budget for Fig. 19's overfit Init."""
+    return config.sft_steps if config.overfit_init else config.init_steps
+
+
 def _init_folder(config: StudyConfig, init_steps: int) -> Path:
     """Where Init lives: shared by every experiment whose Init is the same (same base model,
     budget, data and evaluation), as in the paper, where all branches and ablations of a task
@@ -390,7 +395,7 @@ def run_seed(config: StudyConfig, seed: int) -> list[Path]:
     torch.set_num_threads(config.threads)
     base = config.base_model
     runs = []
-    init_steps = config.sft_steps if config.overfit_init else config.init_steps
+    init_steps = _init_steps(config)
     if config.from_base:
         start, offset = base, 0.0
     else:
@@ -421,25 +426,26 @@ def run_study(config: StudyConfig) -> pd.DataFrame:
     unknown = sorted(set(config.branches) - {"sft", "rl"})
     if unknown:
         raise ValueError(f"unknown branches {unknown}; expected 'sft' and/or 'rl'")
+    shared_init = None if config.from_base else _init_folder(config, _init_steps(config))
     waiting = list(config.seeds)
     while waiting:
         # a seed another process is training (``make reproduce JOBS=N``: the design notebook and
         # a main-study notebook ask for the same runs) waits until no other seed is free
-        seed = next((s for s in waiting if not _seed_busy(config, s)), waiting[0])
+        seed = next((s for s in waiting if not _seed_busy(config, s, shared_init)), waiting[0])
         waiting.remove(seed)
         logger.info("study %s seed %d", config.folder, seed)
         run_seed(config, seed)
     return load_evals(config.folder)
 
 
-def _seed_busy(config: StudyConfig, seed: int) -> bool:
-    """Whether another process holds the lock of one of this seed's runs (Init, SFT, RL)."""
+def _seed_busy(config: StudyConfig, seed: int, shared_init: Path | None) -> bool:
+    """Whether another process holds the lock of one of this seed's runs (Init, SFT, RL);
+    ``shared_init`` is the study's shared Init folder (None when it starts from the base)."""
     from sftvrl.runs import busy_elsewhere
 
     runs = [config.folder / f"{branch}_s{seed}" for branch in config.branches]
-    if not config.from_base:
-        init_steps = config.sft_steps if config.overfit_init else config.init_steps
-        runs.append(_init_folder(config, init_steps) / f"init_s{seed}")
+    if shared_init is not None:
+        runs.append(shared_init / f"init_s{seed}")
     return any(busy_elsewhere(run) for run in runs)
 
 
