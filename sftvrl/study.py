@@ -53,11 +53,14 @@ class StudyConfig:
     """The base model (None: the tier's default)."""
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     init_steps: int = 80
-    sft_steps: int = 1000
+    sft_steps: int = 500
     """SFT branch length: about the training compute of ``rl_updates`` PPO updates (tiny GP-L:
     one PPO update of 32 episodes costs about 65 SFT steps of 16 chats), so that both branches
     span the same GFLOPs range, as the paper's curves do."""
-    rl_updates: int = 16
+    rl_updates: int = 8
+    """PPO updates of the RL branch. The tiny tier ran 16 (and 1,000 SFT steps) until the whole
+    chain had to fit ``make reproduce``'s 40-minute budget on 2 cores; at 16, RL had not moved
+    GP-L's ID or OOD success either (05_tiny_tier_design)."""
     evals_per_branch: int = 4
     """Evaluation points per branch after Init (Init's own evaluation is the first point)."""
     eval_episodes: int | None = 200
@@ -136,41 +139,46 @@ TINY_BASE_MODELS = {
 """The tiny tier's foundations (``data/tiny``, ``sftvrl pretrain-tiny``); V-IRL-VL has none yet and
 starts from the random-init ``tiny-vlm``."""
 
+_TINY_EVALS = {"evals_per_branch": 2}
+"""Tiny tier: each branch is evaluated halfway and at its end (Init's evaluation is the first
+point of both curves); evaluation was about 40% of a GP-L seed's time at four points a branch."""
+
 _VIRL_L_TINY: dict[str, Any] = {
     "init_steps": 10,
-    "sft_steps": 300,
+    "sft_steps": 110,
+    "rl_updates": 6,
     "sft_data": 1_000,
     "eval_episodes": 100,
     "max_new_tokens": 80,
 }
 """V-IRL-L starts from its own foundation (``tiny-text-virl``, a 1,024-token vocabulary: prompts of
 about 330 tokens, answers under 60). Init: 10 steps, by the pre-declared rule (no length reached
-the 30-60% band; 05_tiny_tier_design). The SFT branch's 300 steps are about the training compute
-of the RL branch's 16 updates of 32 routes. ``sft_data`` counts routes (about ten chats each);
+the 30-60% band; 05_tiny_tier_design). The SFT branch's 110 steps are about the training compute
+of the RL branch's 6 updates of 32 routes (300 steps and 16 updates before the 40-minute budget;
+a V-IRL-L SFT step of 16 chats of ~330 tokens is the tier's most expensive). ``sft_data`` counts routes (about ten chats each);
 ``eval_episodes`` routes per split."""
 
 _VIRL_VL_TINY: dict[str, Any] = {
     "init_steps": 20,
-    "sft_steps": 60,
+    "sft_steps": 30,
     "sft_batch_size": 8,
     "sft_data": 100,
-    "rl_updates": 4,
+    "rl_updates": 2,
     "rl_episodes": 8,
-    "evals_per_branch": 2,
     "eval_episodes": 16,
     "max_new_tokens": 160,
 }
 """V-IRL-VL starts from the random ``tiny-vlm`` (no vision foundation yet), whose 512-token
 vocabulary spells a V-IRL answer in up to about 140 tokens and a prompt in about 800: a working
-miniature of the pipeline with a much smaller budget, not a calibrated study. ``sft_data``: 100
+miniature of the pipeline with a much smaller budget (halved again for the 40-minute budget),
+not a calibrated study. ``sft_data``: 100
 routes (about 1,000 chats with their view grids) cover the 480 chats of the SFT branch; the default
 4,000 routes took over 6 GB and 15 minutes to build before the first of 20 Init steps."""
 
 _GP_VL_TINY: dict[str, Any] = {
     "init_steps": 80,
-    "sft_steps": 300,
-    "rl_updates": 6,
-    "evals_per_branch": 3,
+    "sft_steps": 200,
+    "rl_updates": 4,
     "eval_episodes": 100,
     "max_new_tokens": 80,
     "splits": ["id", "rule_ood", "visual_ood"],
@@ -178,14 +186,15 @@ _GP_VL_TINY: dict[str, Any] = {
 """GP-VL starts from the vision foundation ``tiny-vlm-gp``. Init: 80 steps by the pre-declared
 rule (no length of 10/20/40/80 reached the 30-60% band; 80 came closest; 05_tiny_tier_design).
 Smaller budgets than GP-L (set before the foundation existed, kept so nothing is tuned to its
-results): the SFT branch's 300 steps are about the training compute of the RL branch's 6 updates."""
+results): the SFT branch's 200 steps are about the training compute of the RL branch's 4 updates
+(300 and 6 before the 40-minute budget)."""
 
 TIER_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "tiny": {
-        "gp-l": {},
-        "gp-vl": _GP_VL_TINY,
-        "virl-l": _VIRL_L_TINY,
-        "virl-vl": _VIRL_VL_TINY | {"splits": ["id", "rule_ood", "mini"]},
+        "gp-l": _TINY_EVALS,
+        "gp-vl": _TINY_EVALS | _GP_VL_TINY,
+        "virl-l": _TINY_EVALS | _VIRL_L_TINY,
+        "virl-vl": _TINY_EVALS | _VIRL_VL_TINY | {"splits": ["id", "rule_ood", "mini"]},
     },
     "gpu": {},
     "paper": {},
@@ -308,7 +317,17 @@ def _sft_run(
     return _train_once(folder / name, lambda: train_sft(experiment))
 
 
-def _rl_run(config: StudyConfig, name: str, model: str, seed: int, every: int) -> Path:
+def _rl_run(
+    config: StudyConfig,
+    name: str,
+    model: str,
+    seed: int,
+    every: int,
+    folder: Path,
+    init: Path | None = None,
+) -> Path:
+    """One RL run in ``folder``, unless done; from ``init`` (an Init run), whose own last
+    evaluation is this run's first (the same weights, episodes and greedy decoding)."""
     from sftvrl.models import ModelConfig
     from sftvrl.train.ppo import PPOConfig, RLEnvConfig, RLEval, RLExperiment, train_ppo
 
@@ -338,18 +357,31 @@ def _rl_run(config: StudyConfig, name: str, model: str, seed: int, every: int) -
             critic_backprop=config.rl_critic_backprop,
             ratio=config.rl_ratio,  # type: ignore[arg-type]
         ),
-        eval=RLEval(every=every, temperature=0.0, seed=42, **_eval_settings(config, rl=True)),
+        eval=RLEval(
+            every=every,
+            temperature=0.0,
+            seed=42,
+            start_eval_from=str(init) if init is not None else None,
+            **_eval_settings(config, rl=True),
+        ),
         save_every=every,
-        output=str(config.folder),
+        output=str(folder),
         name=name,
         seed=seed,
     )
-    return _train_once(config.folder / name, lambda: train_ppo(experiment))
+    return _train_once(folder / name, lambda: train_ppo(experiment))
 
 
 def _init_steps(config: StudyConfig) -> int:
     """Init's SFT steps: the configured Init, or the whole SFT budget for Fig. 19's overfit Init."""
     return config.sft_steps if config.overfit_init else config.init_steps
+
+
+def _shared_folder(config: StudyConfig, kind: str, identity: dict[str, Any]) -> Path:
+    """``<out>/<kind>/<task>/<digest of identity>``: one folder per distinct run, whichever
+    experiments ask for it."""
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
+    return Path(config.out) / kind / config.task / digest
 
 
 def _init_folder(config: StudyConfig, init_steps: int) -> Path:
@@ -368,8 +400,42 @@ def _init_folder(config: StudyConfig, init_steps: int) -> Path:
         "image_size": config.image_size,
         "eval": _eval_settings(config),
     }
-    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
-    return Path(config.out) / "init" / config.task / digest
+    return _shared_folder(config, "init", identity)
+
+
+_BRANCH_FIELDS = {
+    "sft": ("sft_steps", "sft_lr", "sft_batch_size", "sft_data", "suboptimal", "freeze"),
+    "rl": (
+        "rl_updates",
+        "rl_lr",
+        "rl_episodes",
+        "rl_epochs",
+        "rl_temperature",
+        "rl_ratio",
+        "rl_critic_backprop",
+    ),
+}
+"""The fields that shape a branch's training (besides its start and its evaluation)."""
+
+
+def _branch_folder(config: StudyConfig, branch: str, start: Path | None) -> Path:
+    """Where a branch run lives: shared by every experiment that asks for the same run (same
+    start, training and evaluation), so that, say, Fig. 10's five verification iterations and
+    Fig. 17's default rate reuse the main study's seed-0 RL run instead of training it again.
+    ``start``: the shared Init folder, or None for a branch from the base model."""
+    identity = {
+        "task": config.task,
+        "branch": branch,
+        "start": str(start) if start is not None else None,
+        "base": config.base_model if start is None else None,
+        "weights": _weights_identity(config.base_model) if start is None else None,
+        "prompt": config.prompt,
+        "image_size": config.image_size,
+        "evals_per_branch": config.evals_per_branch,
+        "eval": _eval_settings(config),
+        **{name: getattr(config, name) for name in _BRANCH_FIELDS[branch]},
+    }
+    return _shared_folder(config, branch, identity)
 
 
 def _weights_identity(model: str) -> str | None:
@@ -388,35 +454,54 @@ def _weights_identity(model: str) -> str | None:
     return json.dumps([(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files])
 
 
+def _point_to(
+    config: StudyConfig, name: str, run: Path, branch: str, seed: int, offset: float
+) -> None:
+    """Label ``<study folder>/<name>`` as this study's ``branch`` run of ``seed``, kept in the
+    shared folder ``run``."""
+    pointer = config.folder / name
+    if (pointer / "metrics.jsonl").exists():
+        raise RuntimeError(
+            f"{pointer} holds a run made before studies shared their runs; "
+            "move it away (or delete it) and run the study again"
+        )
+    pointer.mkdir(parents=True, exist_ok=True)
+    _label(pointer, config, branch, seed, offset, source=run)
+
+
 def run_seed(config: StudyConfig, seed: int) -> list[Path]:
-    """Init (shared, see :func:`_init_folder`), then the configured branches, for one seed."""
+    """Init, then the configured branches, for one seed; every run is kept in a shared folder
+    (:func:`_init_folder`, :func:`_branch_folder`) and labelled in the study's own."""
     import torch
 
     torch.set_num_threads(config.threads)
     base = config.base_model
     runs = []
     init_steps = _init_steps(config)
+    init = None
     if config.from_base:
-        start, offset = base, 0.0
+        start, offset, shared_init = base, 0.0, None
     else:
-        shared = _init_folder(config, init_steps)
-        init = _sft_run(config, f"init_s{seed}", base, init_steps, seed, init_steps, False, shared)
-        pointer = config.folder / f"init_s{seed}"
-        pointer.mkdir(parents=True, exist_ok=True)
-        _label(pointer, config, "init", seed, 0.0, source=init)
+        shared_init = _init_folder(config, init_steps)
+        init = _sft_run(
+            config, f"init_s{seed}", base, init_steps, seed, init_steps, False, shared_init
+        )
+        _point_to(config, f"init_s{seed}", init, "init", seed, 0.0)
         runs.append(init)
         start, offset = str(init / "final"), _final_gflops(init)
     if "sft" in config.branches:
         every = max(1, config.sft_steps // config.evals_per_branch)
+        folder = _branch_folder(config, "sft", shared_init)
         sft = _sft_run(
-            config, f"sft_s{seed}", start, config.sft_steps, seed, every, config.suboptimal
+            config, f"sft_s{seed}", start, config.sft_steps, seed, every, config.suboptimal, folder
         )
-        _label(sft, config, "sft", seed, offset)
+        _point_to(config, f"sft_s{seed}", sft, "sft", seed, offset)
         runs.append(sft)
     if "rl" in config.branches:
         every = max(1, config.rl_updates // config.evals_per_branch)
-        rl = _rl_run(config, f"rl_s{seed}", start, seed, every)
-        _label(rl, config, "rl", seed, offset)
+        folder = _branch_folder(config, "rl", shared_init)
+        rl = _rl_run(config, f"rl_s{seed}", start, seed, every, folder, init)
+        _point_to(config, f"rl_s{seed}", rl, "rl", seed, offset)
         runs.append(rl)
     return runs
 
@@ -443,7 +528,10 @@ def _seed_busy(config: StudyConfig, seed: int, shared_init: Path | None) -> bool
     ``shared_init`` is the study's shared Init folder (None when it starts from the base)."""
     from sftvrl.runs import busy_elsewhere
 
-    runs = [config.folder / f"{branch}_s{seed}" for branch in config.branches]
+    runs = [
+        _branch_folder(config, branch, shared_init) / f"{branch}_s{seed}"
+        for branch in config.branches
+    ]
     if shared_init is not None:
         runs.append(shared_init / f"init_s{seed}")
     return any(busy_elsewhere(run) for run in runs)

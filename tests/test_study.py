@@ -1,10 +1,12 @@
 """The study runner: Init -> SFT and RL branches as run folders, and the tidy frame they give."""
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from sftvrl.runs import read_metric_records
 from sftvrl.study import (
     FRAME_COLUMNS,
     STUDY_FILE,
@@ -40,9 +42,9 @@ def test_quick_study_runs_init_and_both_branches_into_labelled_run_folders(quick
         folder = config.folder / f"{branch}_s0"
         label = json.loads((folder / STUDY_FILE).read_text())
         assert label["branch"] == branch and label["task"] == "gp-l" and label["seed"] == 0
-        if branch == "init":  # Init is shared by every experiment with the same Init
-            folder = (folder / label["source"]).resolve()
-            assert folder.parent.parent.parent.name == "init"
+        # every run is kept in a folder shared by all experiments that ask for the same run
+        folder = (folder / label["source"]).resolve()
+        assert folder.parent.parent.parent.name == branch and folder.parent.parent.name == "gp-l"
         assert (folder / "final").is_dir()
     success = frame[frame["metric"] == "success"]
     assert (success["n"] == 2).all() and success["outcomes"].str.len().eq(2).all()
@@ -66,10 +68,63 @@ def test_experiments_with_the_same_init_share_it(quick_study):
 
 def test_a_finished_study_is_read_back_not_rerun(quick_study):
     config, frame = quick_study
-    before = {p: p.stat().st_mtime for p in config.folder.rglob("metrics.jsonl")}
+    before = {p: p.stat().st_mtime for p in Path(config.out).rglob("metrics.jsonl")}
     again = run_study(config)
-    assert {p: p.stat().st_mtime for p in config.folder.rglob("metrics.jsonl")} == before
+    assert {p: p.stat().st_mtime for p in Path(config.out).rglob("metrics.jsonl")} == before
     pd.testing.assert_frame_equal(again, frame)
+
+
+def test_an_ablation_asking_for_the_main_studys_run_reuses_it(quick_study):
+    """Fig. 17's default learning rate is the main study's RL branch: trained once, read twice."""
+    config, frame = quick_study
+    before = {p: p.stat().st_mtime for p in Path(config.out).rglob("metrics.jsonl")}
+    same = StudyConfig.for_tier(
+        "tiny", "gp-l", quick=True, model="tiny-text", out=config.out, threads=1,
+        experiment="rl_lr", variant=f"lr={config.rl_lr:g}", branches=["rl"],
+    )  # fmt: skip
+    ablation = run_study(same)
+    assert {p: p.stat().st_mtime for p in Path(config.out).rglob("metrics.jsonl")} == before
+    mine = ablation[ablation["branch"] == "rl"].drop(columns=["experiment", "variant"])
+    main = frame[frame["branch"] == "rl"].drop(columns=["experiment", "variant"])
+    pd.testing.assert_frame_equal(mine.reset_index(drop=True), main.reset_index(drop=True))
+    other = StudyConfig.for_tier(
+        "tiny", "gp-l", quick=True, model="tiny-text", out=config.out, threads=1,
+        experiment="rl_lr", variant="lr=2e-05", rl_lr=2e-5, branches=["rl"],
+    )  # fmt: skip
+    run_study(other)
+    sources = {
+        (folder / json.loads((folder / STUDY_FILE).read_text())["source"]).resolve()
+        for folder in (config.folder / "rl_s0", other.folder / "rl_s0")
+    }
+    assert len(sources) == 2  # another learning rate is another run
+
+
+def test_rl_from_init_starts_with_inits_own_evaluation(quick_study):
+    """A greedy evaluation of Init's weights on the same episodes is Init's evaluation: the RL
+    branch logs it as update 0 instead of spending the time again."""
+    config, frame = quick_study
+    success = frame[frame["metric"] == "success"]
+    init = success[success["branch"] == "init"].set_index("split")
+    start = success[(success["branch"] == "rl") & (success["step"] == 0)].set_index("split")
+    assert set(start.index) == set(config.splits)
+    for column in ("rate", "k", "n", "outcomes"):
+        assert start[column].to_dict() == init[column].to_dict()
+    assert (start["drift"] == 0).all() and (start["gflops"] == init["gflops"]).all()
+    label = json.loads((config.folder / "rl_s0" / STUDY_FILE).read_text())
+    records = read_metric_records((config.folder / "rl_s0" / label["source"]).resolve())
+    copied = [r for r in records if r["step"] == 0 and "eval_split" in r]
+    assert copied and all(r["eval_copied_from"].startswith("..") for r in copied)
+
+
+def test_a_run_made_before_runs_were_shared_is_not_overwritten(tmp_path):
+    config = StudyConfig.for_tier(
+        "tiny", "gp-l", quick=True, model="tiny-text", out=str(tmp_path), threads=1
+    )
+    legacy = config.folder / "init_s0"
+    legacy.mkdir(parents=True)
+    (legacy / "metrics.jsonl").write_text("")
+    with pytest.raises(RuntimeError, match="move it away"):
+        run_study(config)
 
 
 def test_tables_pool_seeds_at_equal_compute(quick_study):
@@ -136,7 +191,8 @@ def test_run_study_trains_free_seeds_before_one_another_process_holds(tmp_path, 
     order = []
     monkeypatch.setattr(study, "run_seed", lambda cfg, seed: order.append(seed))
     monkeypatch.setattr(study, "load_evals", lambda folder: pd.DataFrame(columns=FRAME_COLUMNS))
-    lock = config.folder / ".rl_s0.lock"
+    shared_init = study._init_folder(config, config.init_steps)
+    lock = study._branch_folder(config, "rl", shared_init) / ".rl_s0.lock"
     lock.parent.mkdir(parents=True)
     with open(lock, "a+") as other_process:
         fcntl.flock(other_process, fcntl.LOCK_EX)

@@ -46,6 +46,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -155,6 +156,10 @@ class RLEval:
     temperature: float = 0.0
     batch_size: int = 32
     seed: int = 42
+    start_eval_from: str | None = None
+    """A run folder whose last evaluation scored this run's starting checkpoint with these same
+    settings (an Init run): its records are logged as update 0 instead of evaluating again, since
+    a greedy evaluation of the same weights on the same episodes gives the same outcomes."""
 
 
 @dataclass
@@ -881,6 +886,31 @@ def _evaluate(
             run.log(record, step=step)
 
 
+def start_evaluation(source: Path, splits: list[str]) -> list[dict[str, Any]]:
+    """The records of ``source``'s last evaluation, one per split, as update 0 of a run starting
+    from its checkpoint (no compute, no drift yet); raises when a split was not evaluated."""
+    from sftvrl.runs import read_metric_records
+
+    evals = [r for r in read_metric_records(source) if "eval_split" in r]
+    last = max((r["step"] for r in evals), default=None)
+    by_split = {r["eval_split"]: r for r in evals if r["step"] == last}
+    missing = [split for split in splits if split not in by_split]
+    if missing:
+        raise ValueError(f"{source} has no last evaluation of splits {missing} to start from")
+    dropped = {"step", "time", "tokens", "gflops", "drift"}
+    return [
+        {k: v for k, v in by_split[split].items() if k not in dropped}
+        | {"gflops": 0.0, "drift": 0.0}
+        for split in splits
+    ]
+
+
+def _log_start_evaluation(run: Run, source: Path, splits: list[str]) -> None:
+    copied_from = os.path.relpath(source.resolve(), run.path.resolve())
+    for record in start_evaluation(source, splits):
+        run.log(record | {"eval_copied_from": copied_from}, step=0)
+
+
 @dataclass
 class RLResult:
     run: Run | None
@@ -905,7 +935,11 @@ def train_ppo(config: RLExperiment, *, stop_after: int | None = None) -> RLResul
     done_evals = {r["step"] for r in run.metric_records() if "eval_split" in r}
     evaluate_every = config.eval.every
     if evaluate_every and 0 not in done_evals and trainer.update == 0:
-        _evaluate(trainer, run, 0, start)
+        if config.eval.start_eval_from:
+            if accelerator.is_main_process:
+                _log_start_evaluation(run, Path(config.eval.start_eval_from), config.eval.splits)
+        else:
+            _evaluate(trainer, run, 0, start)
     updates = 0
     while trainer.update < config.ppo.num_updates:
         transitions, episodes = trainer.collect()
