@@ -1,6 +1,6 @@
 # Two commands matter: `make reproduce` (the main job: every notebook, every figure, resumable)
 # and `make test` (ruff + pytest, then the whole reproduce chain with minimal budgets).
-#   make reproduce [TIER=tiny|gpu|paper] [JOBS=N] [QUICK=1] [MODEL=<hf id or folder>] [OUT=dir]
+#   make reproduce [TIER=tiny|gpu|paper] [JOBS=N (default: one per core or GPU)] [QUICK=1] [MODEL=<hf id or folder>] [OUT=dir]
 # QUICK=1 writes to build/quick unless OUT is given, so a smoke run never overwrites figures/.
 # Everything installs into .venv from scratch; torch is pinned first so pip never pulls CUDA.
 PYTHON ?= python3
@@ -13,7 +13,7 @@ export TRL_EXPERIMENTAL_SILENCE := 1
 export TRANSFORMERS_VERBOSITY := error
 
 TIER ?= tiny
-JOBS ?= 1
+JOBS ?=
 QUICK ?=
 MODEL ?=
 OUT ?= $(if $(QUICK),build/quick,figures)
@@ -37,7 +37,7 @@ test: $(STAMP)
 	$(MAKE) --no-print-directory reproduce QUICK=1 JOBS=2 TIER=tiny MODEL= OUT=build/quick
 
 reproduce: $(STAMP)
-	$(BIN)/sftvrl reproduce --tier $(TIER) --jobs $(JOBS) --out $(OUT) $(if $(QUICK),--quick) $(if $(MODEL),--model $(MODEL))
+	$(BIN)/sftvrl reproduce --tier $(TIER) $(if $(JOBS),--jobs $(JOBS)) --out $(OUT) $(if $(QUICK),--quick) $(if $(MODEL),--model $(MODEL))
 
 lint: $(STAMP)
 	$(BIN)/ruff check sftvrl tests benchmarks

@@ -212,7 +212,12 @@ def run_reproduce(argv: Sequence[str]) -> int:
     )
     parser.add_argument("--tier", choices=TIERS, default="tiny", help="model size (default tiny)")
     parser.add_argument("--quick", action="store_true", help="smallest budgets: a smoke test")
-    parser.add_argument("--jobs", type=int, default=1, help="notebooks run at once (default 1)")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="notebooks run at once (default: one per GPU, else one per core as memory allows)",
+    )
     parser.add_argument("--out", default="figures", help="figures, executed notebooks, report")
     parser.add_argument("--model", default=None, help="HF id or folder instead of the tier's")
     parser.add_argument("--runs", default=None, help="run-folder root (default runs/<tier>)")

@@ -615,9 +615,10 @@ def load_evals(root: str | Path) -> pd.DataFrame:
                     }
                 )
     frame = pd.DataFrame(rows, columns=FRAME_COLUMNS)
-    return frame.drop_duplicates(["run", "step", "split", "metric"], keep="last").reset_index(
-        drop=True
-    )
+    # a resumed run may have logged a step's evaluation twice (the last counts); a run shared by
+    # several experiments appears once under each of their labels
+    once = ["experiment", "variant", "branch", "seed", "run", "step", "split", "metric"]
+    return frame.drop_duplicates(once, keep="last").reset_index(drop=True)
 
 
 def final_table(frame: pd.DataFrame, metric: str = "success") -> pd.DataFrame:

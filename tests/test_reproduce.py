@@ -241,3 +241,13 @@ def test_the_tour_notebook_runs(tmp_path):
     text = json.dumps([cell.get("outputs", []) for cell in executed.cells])
     assert "you used invalid numbers: [10]" in text
     assert "100.0% (20/20" in text
+
+
+def test_jobs_default_to_one_per_gpu_else_one_per_core_within_memory():
+    from sftvrl.reproduce.runner import JOB_MEMORY, auto_jobs
+
+    assert auto_jobs(["0", "1", "2", "3"], cores=16, memory=None) == 4
+    assert auto_jobs([], cores=2, memory=24 * 2**30) == 2  # this machine: 2 cores, 24 GiB
+    assert auto_jobs([], cores=16, memory=8 * 2**30) == 8 // 3  # memory, not cores, limits
+    assert auto_jobs([], cores=4, memory=JOB_MEMORY // 2) == 1  # never fewer than one
+    assert auto_jobs([], cores=3, memory=None) == 3

@@ -97,6 +97,12 @@ def test_an_ablation_asking_for_the_main_studys_run_reuses_it(quick_study):
         for folder in (config.folder / "rl_s0", other.folder / "rl_s0")
     }
     assert len(sources) == 2  # another learning rate is another run
+    everything = load_evals(config.out)  # the shared run counts once for each study that has it
+    for experiment in ("main", "rl_lr"):
+        mine = everything[(everything["experiment"] == experiment) & (everything["seed"] == 0)]
+        assert {"init", "rl"} <= set(mine["branch"]), experiment
+    main_rl = everything[(everything["experiment"] == "main") & (everything["branch"] == "rl")]
+    assert len(main_rl) == len(main)
 
 
 def test_rl_from_init_starts_with_inits_own_evaluation(quick_study):

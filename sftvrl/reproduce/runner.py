@@ -101,6 +101,32 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
+JOB_MEMORY = 3 * 2**30
+"""Memory set aside per parallel job when ``jobs`` is chosen automatically: the tiny tier's
+largest job peaked at 2.5 GiB (V-IRL-VL main; README, "How long it takes")."""
+
+
+def _available_memory() -> int | None:
+    """``MemAvailable`` of ``/proc/meminfo`` in bytes (None where there is no such file)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def auto_jobs(gpus: Sequence[str], cores: int, memory: int | None) -> int:
+    """How many notebooks to run at once when not told: one per GPU where there are GPUs, else
+    one per core (each job then runs one thread, which beats two threads for one job on the
+    tiny models), as many as ``memory`` holds at :data:`JOB_MEMORY` each."""
+    if gpus:
+        return len(gpus)
+    fits = cores if memory is None else memory // JOB_MEMORY
+    return max(1, min(cores, fits))
+
+
 def _gpu_ids() -> list[str]:
     """The CUDA devices jobs may use: ``CUDA_VISIBLE_DEVICES`` if set, else ``nvidia-smi -L``.
 
@@ -360,7 +386,7 @@ class _Runner:
 def reproduce(
     tier: str = "tiny",
     quick: bool = False,
-    jobs: int = 1,
+    jobs: int | None = None,
     out: str | Path = "figures",
     model: str | None = None,
     only: Sequence[str] | None = None,
@@ -372,14 +398,15 @@ def reproduce(
 ) -> ReproduceReport:
     """Run the tier's notebooks (or ``plan``) into ``out``; returns and writes the report.
 
-    ``jobs`` independent notebooks run at once, each with ``threads`` threads (default: the
-    usable cores divided among them) and, when there are several CUDA devices, one device each.
+    ``jobs`` independent notebooks run at once (default :func:`auto_jobs`), each with ``threads``
+    threads (default: the usable cores divided among them) and, when there are several CUDA
+    devices, one device each.
     ``only`` names jobs (or ``fnmatch`` patterns) to run; the jobs they need are then assumed
     done. ``runs`` is the run-folder root (default :func:`~.plan.default_runs_root`).
     """
     if tier not in TIERS:
         raise ReproduceError(f"unknown tier {tier!r}; choose from {list(TIERS)}")
-    if jobs < 1:
+    if jobs is not None and jobs < 1:
         raise ReproduceError(f"jobs must be at least 1, got {jobs}")
     if threads is not None and threads < 1:
         raise ReproduceError(f"threads must be at least 1, got {threads}")
@@ -394,6 +421,8 @@ def reproduce(
     _check_plan(plan)
     selected = _select(plan, only)
     gpus = _gpu_ids()
+    if jobs is None:
+        jobs = auto_jobs(gpus, _cores(), _available_memory())
     workers = max(1, min(jobs, len(selected)))
     if gpus and workers > 1:
         workers = min(workers, len(gpus))
