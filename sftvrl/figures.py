@@ -266,16 +266,27 @@ def init_rows(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(chosen).sort_values("seed", kind="stable")
 
 
+def branch_at_compute(rows: pd.DataFrame, branch: str, gflops: float) -> pd.DataFrame:
+    """Per seed, ``branch``'s evaluation at ``gflops`` (:func:`at_compute`); a seed whose branch
+    had no evaluation yet within that compute is still at Init, so its Init row stands in (with
+    two evaluations a branch, one branch's halfway point may lie beyond the other's end)."""
+    chosen = at_compute(rows[rows["branch"] == branch], gflops)
+    init = init_rows(rows)
+    missing = init[~init["seed"].isin(chosen["seed"])]
+    if missing.empty:
+        return chosen
+    if chosen.empty:
+        return missing
+    return pd.concat([chosen, missing]).sort_values("seed", kind="stable")
+
+
 def final_estimates(rows: pd.DataFrame) -> dict[str, Estimate | None]:
     """Init, and SFT and RL at their equal-compute point, for one task, split and metric."""
     point = equal_compute_point(rows)
     out: dict[str, Estimate | None] = {"init": pool(init_rows(rows)), "sft": None, "rl": None}
     if point is not None:
         for branch in ("sft", "rl"):
-            chosen = at_compute(rows[rows["branch"] == branch], point)
-            if chosen.empty:  # no evaluation of the branch yet within that compute: still Init
-                chosen = init_rows(rows)
-            out[branch] = pool(chosen)
+            out[branch] = pool(branch_at_compute(rows, branch, point))
     return out
 
 

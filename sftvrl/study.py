@@ -625,7 +625,7 @@ def final_table(frame: pd.DataFrame, metric: str = "success") -> pd.DataFrame:
     """Init, SFT and RL per task and split: at the equal-compute point (the largest GFLOPs both
     branches reached) and at each branch's last evaluation; seeds pooled (k and n summed) with
     the pooled Wilson interval, the per-seed rates, the compute and the drift from Init."""
-    from sftvrl.figures import at_compute, equal_compute_point, init_rows, pool
+    from sftvrl.figures import branch_at_compute, equal_compute_point, init_rows, pool
 
     rows = []
     subset = frame[frame["metric"] == metric]
@@ -635,9 +635,7 @@ def final_table(frame: pd.DataFrame, metric: str = "success") -> pd.DataFrame:
         for branch in ("sft", "rl"):
             mine = group[group["branch"] == branch]
             if point is not None and not mine.empty:
-                chosen = at_compute(mine, point)
-                if chosen.empty:  # the branch has not been evaluated within that compute
-                    chosen = init_rows(group)
+                chosen = branch_at_compute(group, branch, point)
                 series[f"{branch} @ equal compute"] = (branch, chosen)
             last = mine.sort_values("step").groupby("seed").tail(1)
             series[f"{branch} @ last"] = (branch, last)

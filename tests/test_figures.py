@@ -250,6 +250,29 @@ def test_at_compute_picks_per_seed():
     assert chosen["gflops"].tolist() == [2.9, 1.0]
 
 
+def test_a_seed_not_yet_evaluated_at_equal_compute_counts_as_its_init():
+    """Two evaluations a branch: one seed's SFT halfway point lies beyond RL's end, so at the
+    equal-compute point that seed has spent less than the point on SFT and is still Init."""
+    base = {"variant": "", "split": "id", "metric": "success", "n": 10, "outcomes": None}
+    rows = pd.DataFrame(
+        [base | {"branch": "init", "seed": s, "step": 20, "gflops": 1.0, "k": 1} for s in (0, 1)]
+        + [
+            base | {"branch": "sft", "seed": 0, "step": 15, "gflops": 1.8, "k": 5},
+            base | {"branch": "sft", "seed": 1, "step": 15, "gflops": 1.9, "k": 6},
+            base | {"branch": "sft", "seed": 0, "step": 30, "gflops": 2.6, "k": 7},
+            base | {"branch": "sft", "seed": 1, "step": 30, "gflops": 2.6, "k": 8},
+            base | {"branch": "rl", "seed": 0, "step": 2, "gflops": 1.85, "k": 2},
+            base | {"branch": "rl", "seed": 1, "step": 2, "gflops": 1.7, "k": 3},
+        ]
+    )
+    assert figures.equal_compute_point(rows) == 1.85
+    sft = figures.branch_at_compute(rows, "sft", 1.85)
+    assert sft[["seed", "branch", "k"]].values.tolist() == [[0, "sft", 5], [1, "init", 1]]
+    estimates = figures.final_estimates(rows)
+    assert estimates["sft"].seeds == 2 and estimates["sft"].k == 6
+    assert estimates["rl"].seeds == 2 and estimates["rl"].k == 5
+
+
 def test_init_falls_back_to_step_zero_of_sft(frame):
     rows = figures.select(frame, experiment="main", task="gp-l", split="id", metric="success")
     no_init = rows[rows["branch"] != "init"]
