@@ -1621,7 +1621,10 @@ def _order_finding(number: int, claim: str, figure: str, paper: str, rows: pd.Da
     finding.seeds = min(rl.seeds, sft.seeds)
     finding.p_value = p
     finding.verdict = verdict(rl.rate > init.rate > sft.rate, significant)
-    finding.note = f"equal compute {rl.gflops:.3g} GFLOPs; test: RL vs SFT"
+    finding.note = (
+        f"equal compute {equal_compute_point(rows):.3g} GFLOPs (evaluated at most at: SFT "
+        f"{sft.gflops:.3g}, RL {rl.gflops:.3g}); test: RL vs SFT"
+    )
     if rl.k == init.k == sft.k == 0:  # the model cannot do the task here: nothing to order
         finding.verdict = NO_SIGNAL
         finding.note += "; Init, SFT and RL all score 0"
