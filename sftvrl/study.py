@@ -58,8 +58,8 @@ class StudyConfig:
     one PPO update of 32 episodes costs about 65 SFT steps of 16 chats), so that both branches
     span the same GFLOPs range, as the paper's curves do."""
     rl_updates: int = 8
-    """PPO updates of the RL branch. The tiny tier ran 16 (and 1,000 SFT steps) until the whole
-    chain had to fit ``make reproduce``'s 40-minute budget on 2 cores; at 16, RL had not moved
+    """PPO updates of the RL branch. The tiny tier ran 16 (and 1,000 SFT steps) until both were
+    halved toward ``make reproduce``'s 40-minute budget on 2 cores; at 16, RL had not moved
     GP-L's ID or OOD success either (05_tiny_tier_design)."""
     evals_per_branch: int = 4
     """Evaluation points per branch after Init (Init's own evaluation is the first point)."""
@@ -154,9 +154,9 @@ _VIRL_L_TINY: dict[str, Any] = {
 """V-IRL-L starts from its own foundation (``tiny-text-virl``, a 1,024-token vocabulary: prompts of
 about 330 tokens, answers under 60). Init: 10 steps, by the pre-declared rule (no length reached
 the 30-60% band; 05_tiny_tier_design). The SFT branch's 110 steps are about the training compute
-of the RL branch's 6 updates of 32 routes (300 steps and 16 updates before the 40-minute budget;
-a V-IRL-L SFT step of 16 chats of ~330 tokens is the tier's most expensive). ``sft_data`` counts routes (about ten chats each);
-``eval_episodes`` routes per split."""
+of the RL branch's 6 updates of 32 routes (300 steps and 16 updates before the budgets were
+halved; a V-IRL-L SFT step of 16 chats of ~330 tokens is the tier's most expensive).
+``sft_data`` counts routes (about ten chats each); ``eval_episodes`` routes per split."""
 
 _VIRL_VL_TINY: dict[str, Any] = {
     "init_steps": 20,
@@ -170,9 +170,9 @@ _VIRL_VL_TINY: dict[str, Any] = {
 }
 """V-IRL-VL starts from the random ``tiny-vlm`` (no vision foundation yet), whose 512-token
 vocabulary spells a V-IRL answer in up to about 140 tokens and a prompt in about 800: a working
-miniature of the pipeline with a much smaller budget (halved again for the 40-minute budget),
-not a calibrated study. ``sft_data``: 100
-routes (about 1,000 chats with their view grids) cover the 480 chats of the SFT branch; the default
+miniature of the pipeline with a much smaller budget (halved again with the other tasks'), not
+a calibrated study. ``sft_data``: 100 routes (about 1,000 chats with their view grids) cover the
+240 chats of the SFT branch; the default
 4,000 routes took over 6 GB and 15 minutes to build before the first of 20 Init steps."""
 
 _GP_VL_TINY: dict[str, Any] = {
@@ -187,7 +187,7 @@ _GP_VL_TINY: dict[str, Any] = {
 rule (no length of 10/20/40/80 reached the 30-60% band; 80 came closest; 05_tiny_tier_design).
 Smaller budgets than GP-L (set before the foundation existed, kept so nothing is tuned to its
 results): the SFT branch's 200 steps are about the training compute of the RL branch's 4 updates
-(300 and 6 before the 40-minute budget)."""
+(300 and 6 before the budgets were halved)."""
 
 TIER_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "tiny": {
