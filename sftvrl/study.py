@@ -469,38 +469,53 @@ def _point_to(
     _label(pointer, config, branch, seed, offset, source=run)
 
 
-def run_seed(config: StudyConfig, seed: int) -> list[Path]:
+def _study_folders(config: StudyConfig) -> tuple[Path | None, dict[str, Path]]:
+    """The shared folders of a study's runs: its Init's (None when it starts from the base model)
+    and each configured branch's. Found once per study: each identity hashes the base weights."""
+    init = None if config.from_base else _init_folder(config, _init_steps(config))
+    return init, {branch: _branch_folder(config, branch, init) for branch in config.branches}
+
+
+def run_seed(
+    config: StudyConfig,
+    seed: int,
+    folders: tuple[Path | None, dict[str, Path]] | None = None,
+) -> list[Path]:
     """Init, then the configured branches, for one seed; every run is kept in a shared folder
-    (:func:`_init_folder`, :func:`_branch_folder`) and labelled in the study's own."""
+    (``folders``, default :func:`_study_folders`) and labelled in the study's own."""
     import torch
 
     torch.set_num_threads(config.threads)
-    base = config.base_model
+    shared_init, branch_folders = folders or _study_folders(config)
     runs = []
-    init_steps = _init_steps(config)
     init = None
-    if config.from_base:
-        start, offset, shared_init = base, 0.0, None
+    if shared_init is None:
+        start, offset = config.base_model, 0.0
     else:
-        shared_init = _init_folder(config, init_steps)
+        steps = _init_steps(config)
         init = _sft_run(
-            config, f"init_s{seed}", base, init_steps, seed, init_steps, False, shared_init
+            config, f"init_s{seed}", config.base_model, steps, seed, steps, False, shared_init
         )
         _point_to(config, f"init_s{seed}", init, "init", seed, 0.0)
         runs.append(init)
         start, offset = str(init / "final"), _final_gflops(init)
     if "sft" in config.branches:
         every = max(1, config.sft_steps // config.evals_per_branch)
-        folder = _branch_folder(config, "sft", shared_init)
         sft = _sft_run(
-            config, f"sft_s{seed}", start, config.sft_steps, seed, every, config.suboptimal, folder
+            config,
+            f"sft_s{seed}",
+            start,
+            config.sft_steps,
+            seed,
+            every,
+            config.suboptimal,
+            branch_folders["sft"],
         )
         _point_to(config, f"sft_s{seed}", sft, "sft", seed, offset)
         runs.append(sft)
     if "rl" in config.branches:
         every = max(1, config.rl_updates // config.evals_per_branch)
-        folder = _branch_folder(config, "rl", shared_init)
-        rl = _rl_run(config, f"rl_s{seed}", start, seed, every, folder, init)
+        rl = _rl_run(config, f"rl_s{seed}", start, seed, every, branch_folders["rl"], init)
         _point_to(config, f"rl_s{seed}", rl, "rl", seed, offset)
         runs.append(rl)
     return runs
@@ -511,27 +526,25 @@ def run_study(config: StudyConfig) -> pd.DataFrame:
     unknown = sorted(set(config.branches) - {"sft", "rl"})
     if unknown:
         raise ValueError(f"unknown branches {unknown}; expected 'sft' and/or 'rl'")
-    shared_init = None if config.from_base else _init_folder(config, _init_steps(config))
+    folders = _study_folders(config)
     waiting = list(config.seeds)
     while waiting:
         # a seed another process is training (``make reproduce JOBS=N``: the design notebook and
         # a main-study notebook ask for the same runs) waits until no other seed is free
-        seed = next((s for s in waiting if not _seed_busy(config, s, shared_init)), waiting[0])
+        seed = next((s for s in waiting if not _seed_busy(s, folders)), waiting[0])
         waiting.remove(seed)
         logger.info("study %s seed %d", config.folder, seed)
-        run_seed(config, seed)
+        run_seed(config, seed, folders)
     return load_evals(config.folder)
 
 
-def _seed_busy(config: StudyConfig, seed: int, shared_init: Path | None) -> bool:
-    """Whether another process holds the lock of one of this seed's runs (Init, SFT, RL);
-    ``shared_init`` is the study's shared Init folder (None when it starts from the base)."""
+def _seed_busy(seed: int, folders: tuple[Path | None, dict[str, Path]]) -> bool:
+    """Whether another process holds the lock of one of this seed's runs (Init, SFT, RL) in the
+    study's shared ``folders`` (:func:`_study_folders`)."""
     from sftvrl.runs import busy_elsewhere
 
-    runs = [
-        _branch_folder(config, branch, shared_init) / f"{branch}_s{seed}"
-        for branch in config.branches
-    ]
+    shared_init, branch_folders = folders
+    runs = [folder / f"{branch}_s{seed}" for branch, folder in branch_folders.items()]
     if shared_init is not None:
         runs.append(shared_init / f"init_s{seed}")
     return any(busy_elsewhere(run) for run in runs)

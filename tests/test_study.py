@@ -195,7 +195,7 @@ def test_run_study_trains_free_seeds_before_one_another_process_holds(tmp_path, 
 
     config = StudyConfig.for_tier("tiny", "gp-l", quick=True, seeds=[0, 1, 2], out=str(tmp_path))
     order = []
-    monkeypatch.setattr(study, "run_seed", lambda cfg, seed: order.append(seed))
+    monkeypatch.setattr(study, "run_seed", lambda cfg, seed, folders=None: order.append(seed))
     monkeypatch.setattr(study, "load_evals", lambda folder: pd.DataFrame(columns=FRAME_COLUMNS))
     shared_init = study._init_folder(config, config.init_steps)
     lock = study._branch_folder(config, "rl", shared_init) / ".rl_s0.lock"
