@@ -3,7 +3,8 @@
 - GeneralPoints *success rate*: episodes with a correct answer within ``verify_iter`` tries.
 - GP-VL *recognition accuracy*: 1 - (wrongly recognised answers / answers), measured as the paper
   does with one try and no revision: on each episode's first answer, whatever ``verify_iter``.
-- V-IRL *per-step accuracy* (correct actions / graded actions) and *route success*.
+- V-IRL *per-step accuracy* (correct actions / graded actions) and *route success*; V-IRL-VL
+  *landmark recognition*: at points with a landmark in view, first answers that say where it is.
 
 Every rate comes with the paper's binomial standard error sqrt(p(1-p)/n) and a Wilson interval
 (which stays inside [0, 1] and behaves at 0% and 100%). GeneralPoints can be scored exhaustively:
@@ -113,6 +114,31 @@ def recognition_accuracy(episodes: Sequence[Episode]) -> Rate:
     turns = [t for t in firsts if t.info.get("outcome") != "STEP_LIMIT"]
     wrong = sum(t.info.get("outcome") == "INCORRECT_VISION" for t in turns)
     return Rate(len(turns) - wrong, len(turns))
+
+
+def landmark_recognition(episodes: Sequence[Episode]) -> Rate:
+    """V-IRL-VL: at rail points with a landmark in view, first answers that say where it is.
+
+    The answer's "current observation" begins with the landmark part of the oracle line ("Copper
+    Comet Cinema is on your left front"), which V-IRL-VL's prompt leaves to the image. Only
+    points with a landmark count: most points have none, and a model blind to the image that
+    always says "No landmarks nearby" would otherwise score about 80%; here it scores 0. As for
+    GP-VL, only the first answer at each point counts (later tries follow feedback). Text is
+    compared case-insensitively, spaces trimmed.
+    """
+    from sftvrl.envs.virl.model import NO_LANDMARKS
+
+    hits = []
+    for episode in episodes:
+        for turn in episode.turns:
+            info = turn.info
+            truth = str(info.get("graded_landmark_obs", NO_LANDMARKS)).strip().lower()
+            first = info.get("attempt") == 1 and info.get("outcome") not in (None, "step_limit")
+            if not first or truth == NO_LANDMARKS.lower():
+                continue
+            said = (info.get("parsed_observation") or "").split(";")[0].strip().lower()
+            hits.append(said == truth)
+    return Rate(sum(hits), len(hits))
 
 
 def per_step_accuracy(episodes: Sequence[Episode]) -> Rate:
@@ -258,7 +284,7 @@ class VirlEvalSettings:
     split: str = "id"
     vision: bool = False
     n_routes: int | None = None
-    """None: all 18 routes for ``mini``, 48 sampled routes otherwise."""
+    """None: all 18 routes for ``mini`` (never more than those), 48 sampled routes otherwise."""
     verify_iter: int = 2
     mode: str = "exact"
     prompt: str = "paper"
@@ -273,11 +299,15 @@ class VirlEvalResult:
     per_step: Rate
     route_success: Rate
     episodes: list[Episode]
+    recognition: Rate | None = None
+    """V-IRL-VL: :func:`landmark_recognition` (None for V-IRL-L, whose prompt states it)."""
 
     def summary(self) -> dict[str, Any]:
         row: dict[str, Any] = {f"settings.{k}": v for k, v in asdict(self.settings).items()}
         row |= self.per_step.as_dict("per_step_") | self.route_success.as_dict("route_")
         row |= other_vocabulary(self.episodes).as_dict("other_vocabulary_")
+        if self.recognition is not None:
+            row |= self.recognition.as_dict("recognition_")
         return row | {"route_outcomes": outcome_string(self.episodes)}
 
 
@@ -319,6 +349,8 @@ def evaluate_virl(
 
     ordered = settings.split == "mini"
     n = settings.n_routes or (len(make_env().source) if ordered else 48)
+    if ordered:  # the mini benchmark has 18 routes: asking for more evaluates each once
+        n = min(n, len(make_env().source))
     options = [{"route_index": i} for i in range(n)] if ordered else None
     episodes = rollout(
         make_env,
@@ -329,8 +361,9 @@ def evaluate_virl(
         reset_options=options,
         progress=progress,
     )
+    recognition = landmark_recognition(episodes) if settings.vision else None
     return VirlEvalResult(
-        settings, per_step_accuracy(episodes), route_success_rate(episodes), episodes
+        settings, per_step_accuracy(episodes), route_success_rate(episodes), episodes, recognition
     )
 
 

@@ -134,10 +134,9 @@ TINY_BASE_MODELS = {
     "gp-l": "tiny-text-gp",
     "gp-vl": "tiny-vlm-gp",
     "virl-l": "tiny-text-virl",
-    "virl-vl": "tiny-vlm",
+    "virl-vl": "tiny-vlm-virl",
 }
-"""The tiny tier's foundations (``data/tiny``, ``sftvrl pretrain-tiny``); V-IRL-VL has none yet and
-starts from the random-init ``tiny-vlm``."""
+"""The tiny tier's foundations (``data/tiny``, ``sftvrl pretrain-tiny``)."""
 
 _TINY_EVALS = {"evals_per_branch": 2}
 """Tiny tier: each branch is evaluated halfway and at its end (Init's evaluation is the first
@@ -159,21 +158,20 @@ halved; a V-IRL-L SFT step of 16 chats of ~330 tokens is the tier's most expensi
 ``sft_data`` counts routes (about ten chats each); ``eval_episodes`` routes per split."""
 
 _VIRL_VL_TINY: dict[str, Any] = {
-    "init_steps": 20,
-    "sft_steps": 30,
-    "sft_batch_size": 8,
-    "sft_data": 100,
-    "rl_updates": 2,
-    "rl_episodes": 8,
-    "eval_episodes": 16,
-    "max_new_tokens": 160,
+    "init_steps": 10,
+    "sft_steps": 110,
+    "rl_updates": 6,
+    "sft_data": 200,
+    "eval_episodes": 50,
+    "max_new_tokens": 80,
 }
-"""V-IRL-VL starts from the random ``tiny-vlm`` (no vision foundation yet), whose 512-token
-vocabulary spells a V-IRL answer in up to about 140 tokens and a prompt in about 800: a working
-miniature of the pipeline with a much smaller budget (halved again with the other tasks'), not
-a calibrated study. ``sft_data``: 100 routes (about 1,000 chats with their view grids) cover the
-240 chats of the SFT branch; the default
-4,000 routes took over 6 GB and 15 minutes to build before the first of 20 Init steps."""
+"""V-IRL-VL starts from its vision foundation ``tiny-vlm-virl`` (``tiny-text-virl`` given eyes, so
+the same 1,024-token vocabulary). Budgets are V-IRL-L's (Init 10 steps, 110 SFT steps, 6 PPO
+updates), set before any V-IRL-VL result from this foundation. Drawing a view grid takes about
+40 ms, so the data are smaller: ``sft_data`` 200 routes (about 2,000 chats with their grids)
+cover the SFT branch's 1,760 chats, and 50 routes per split are evaluated (their grids are drawn
+once per process and revisited by every evaluation). Until this foundation existed, V-IRL-VL
+started from the random ``tiny-vlm`` and scored 0 everywhere."""
 
 _GP_VL_TINY: dict[str, Any] = {
     "init_steps": 80,

@@ -118,6 +118,34 @@ def test_virl_evaluation_of_the_expert_and_of_the_wrong_action_space():
     assert clean["other_vocabulary_rate"] == 0.0 and clean["other_vocabulary_n"] >= 8
 
 
+def test_virl_vl_landmark_recognition_counts_first_answers_that_say_what_the_views_show():
+    import json
+
+    from sftvrl.envs.virl.model import NO_LANDMARKS
+    from sftvrl.eval import evaluate_task
+
+    options = {"prompt": "compact", "image_size": 56}
+    expert = evaluate_task(ExpertResponder(), "virl-vl", "id", n_episodes=4, **options)
+    assert expert.recognition is not None and expert.recognition.value == 1.0
+    assert evaluate_task(ExpertResponder(), "virl-l", "id", n_episodes=2).recognition is None
+
+    def blind(request: Request) -> str:
+        # right action, but never sees a landmark: what a model that ignores the image says
+        fields = json.loads(request.env.expert_response())
+        fields["current observation"] = (
+            NO_LANDMARKS + "; " + fields["current observation"].split("; ")[1]
+        )
+        return json.dumps(fields)
+
+    result = evaluate_task(ScriptedResponder(blind), "virl-vl", "id", n_episodes=4, **options)
+    landmark_points = sum(
+        t.info["graded_landmark_obs"] != NO_LANDMARKS for e in result.episodes for t in e.turns
+    )
+    assert result.per_step.value == 1.0 and landmark_points >= 4
+    assert result.recognition.n == landmark_points and result.recognition.k == 0
+    assert result.summary()["recognition_n"] == expert.summary()["recognition_n"] == landmark_points
+
+
 def test_evaluate_task_rejects_unknown_tasks():
     from sftvrl.eval import evaluate_task
 

@@ -123,7 +123,7 @@ def test_pretraining_learns_and_writes_a_loadable_checkpoint_with_its_manifest(t
     assert again.weights_sha256 == result.weights_sha256  # same config, same weights
 
 
-@pytest.mark.parametrize("name", ["tiny-text-gp", "tiny-text-virl", "tiny-vlm-gp"])
+@pytest.mark.parametrize("name", ["tiny-text-gp", "tiny-text-virl", "tiny-vlm-gp", "tiny-vlm-virl"])
 def test_a_shipped_foundation_matches_its_manifest_and_its_command_rebuilds_its_config(name):
     """The manifest's command, run today, would build with the manifest's config."""
     import shlex
@@ -138,9 +138,11 @@ def test_a_shipped_foundation_matches_its_manifest_and_its_command_rebuilds_its_
     experiment = apply_overrides(PretrainExperiment(), shlex.split(options))
     assert info["config"] == json.loads(json.dumps(config_to_dict(experiment.pretrain)))
     family = experiment.pretrain.family
-    vision = family == "general_points_vl"
-    budget = "2" if family == "virl" else "5"
-    for split in ("id", "rule_ood", "visual_ood") if vision else ("id", "rule_ood"):
+    vision = family.endswith("_vl")
+    gp = family.startswith("general_points")
+    budget = "5" if gp else "2"
+    splits = ("id", "rule_ood") + ((("visual_ood",) if gp else ("mini",)) if vision else ())
+    for split in splits:
         assert 0 <= info["scores"][next(k for k in info["scores"] if k.startswith(split))] <= 1
         assert any(k.startswith(split) and k.endswith("_at_" + budget) for k in info["scores"])
         if vision:
@@ -211,14 +213,14 @@ def test_the_recognition_probe_reads_the_towers_last_pass():
     with pytest.raises(RuntimeError, match="run the model"):
         probe.loss(torch.zeros(1, 4, dtype=torch.long))
     hands = hand_batch([["SA", "C10", "SK", "C7"]], vlm.processor, 112)
-    assert hands["ranks"].tolist() == [[0, 9, 12, 6]]
+    assert hands["targets"].tolist() == [[0, 9, 12, 6]]
     vlm.model.model.vision_tower(pixel_values=hands["pixel_values"])
-    loss = probe.loss(hands["ranks"])
+    loss = probe.loss(hands["targets"])
     assert loss.item() == pytest.approx(torch.log(torch.tensor(13.0)).item(), rel=0.2)
     probe.remove()
     vlm.model.model.vision_tower(pixel_values=hands["pixel_values"])
     with pytest.raises(RuntimeError):  # detached: it heard nothing
-        probe.loss(hands["ranks"])
+        probe.loss(hands["targets"])
 
 
 def test_vision_pretraining_learns_to_read_cards_and_saves_a_plain_llava(tmp_path):

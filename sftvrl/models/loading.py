@@ -66,6 +66,7 @@ SHIPPED_MODELS = {
     "tiny-text-gp": "tiny-text-gp",
     "tiny-text-virl": "tiny-text-virl",
     "tiny-vlm-gp": "tiny-vlm-gp",
+    "tiny-vlm-virl": "tiny-vlm-virl",
 }
 """Pretrained tiny foundation checkpoints shipped in ``data/tiny/`` (``sftvrl pretrain-tiny``)."""
 ADAPTER_CONFIG = "adapter_config.json"

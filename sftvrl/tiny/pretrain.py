@@ -25,8 +25,10 @@ import torch
 from tqdm.auto import tqdm
 
 from sftvrl.data import content_hash
+from sftvrl.envs.general_points.rules import RANKS
 from sftvrl.tiny.corpus import GPCorpusConfig, gp_corpus
 from sftvrl.tiny.virl_corpus import VirlCorpusConfig, virl_corpus
+from sftvrl.tiny.virl_vision import SIGN_CLASSES, ViewBatches, rail_point
 from sftvrl.tiny.vision import (
     RecognitionProbe,
     VisionFoundationConfig,
@@ -46,9 +48,9 @@ class PretrainConfig:
     """Everything that decides the foundation checkpoint (hyper-parameters in one place)."""
 
     family: str = "general_points"
-    """``general_points`` (``corpus``), ``virl`` (``virl_corpus``) or ``general_points_vl``: the
-    GP-VL foundation, a tiny VLM grafted onto a text foundation (``vision``) and trained on the GP
-    corpus in its vision form."""
+    """``general_points`` (``corpus``), ``virl`` (``virl_corpus``), or a vision foundation: a tiny
+    VLM grafted onto a text foundation (``vision``) and trained on that corpus in its vision form,
+    ``general_points_vl`` (from ``tiny-text-gp``) or ``virl_vl`` (from ``tiny-text-virl``)."""
     n_examples: int = 48_000
     corpus_seed: int = 0
     corpus: GPCorpusConfig = field(default_factory=GPCorpusConfig)
@@ -78,8 +80,9 @@ class TokenisedCorpus:
     input_ids: list[list[int]]
     loss_mask: list[list[int]]
     sha256: str
-    cards: list[list[str]] | None = None
-    """Vision corpora: the hand each example's image shows (rendered per batch, not stored)."""
+    images: list[Any] | None = None
+    """Vision corpora: what each example's image shows (GP-VL: the hand's cards; V-IRL-VL: the
+    rail point), rendered per batch, not stored."""
 
     def batch(self, indices: list[int], pad_id: int) -> dict[str, torch.Tensor]:
         """Right-padded tensors for one mini-batch; labels are -100 outside assistant tokens.
@@ -99,18 +102,23 @@ class TokenisedCorpus:
         return {"input_ids": ids, "labels": labels}
 
 
-FAMILIES = ("general_points", "virl", "general_points_vl")
+FAMILIES = ("general_points", "virl", "general_points_vl", "virl_vl")
+
+VISION_FAMILIES = {"general_points_vl": "general_points", "virl_vl": "virl"}
+"""Each vision family and the family of the text foundation it is grafted onto."""
 
 
 def build_corpus(config: PretrainConfig) -> list[dict[str, Any]]:
     """The corpus chats for ``config``'s family."""
+    vision = config.family in VISION_FAMILIES
     if config.family in ("general_points", "general_points_vl"):
-        vision = config.family == "general_points_vl"
         return gp_corpus(
             config.n_examples, seed=config.corpus_seed, config=config.corpus, vision=vision
         )
-    if config.family == "virl":
-        return virl_corpus(config.n_examples, seed=config.corpus_seed, config=config.virl_corpus)
+    if config.family in ("virl", "virl_vl"):
+        return virl_corpus(
+            config.n_examples, seed=config.corpus_seed, config=config.virl_corpus, vision=vision
+        )
     raise ValueError(f"no foundation corpus for family {config.family!r}; use one of {FAMILIES}")
 
 
@@ -122,7 +130,8 @@ def fresh_policy(config: PretrainConfig, corpus: list[dict[str, Any]]) -> Any:
     from sftvrl.models.tiny import TinyTextConfig, build_tiny_text_model
     from sftvrl.models.tokenizer import build_tokenizer, default_corpus
 
-    if config.family == "general_points_vl":
+    if config.family in VISION_FAMILIES:
+        _check_text_foundation(config)
         return graft_vlm(config.vision, config.model_seed)
     model_config = ModelConfig(name_or_path="tiny-text", seed=config.model_seed)
     if config.vocab_size == 512:
@@ -136,13 +145,42 @@ def fresh_policy(config: PretrainConfig, corpus: list[dict[str, Any]]) -> Any:
     return Policy(model, tokenizer, None, False, model_config, base="tiny-text")
 
 
+def _check_text_foundation(config: PretrainConfig) -> None:
+    """Refuse to graft a vision family onto the other task's text foundation (its manifest says)."""
+    from sftvrl.models.loading import local_folder
+
+    manifest = local_folder(config.vision.text_foundation) / MANIFEST
+    if not manifest.is_file():
+        return  # a user's own text model: nothing to check against
+    family = json.loads(manifest.read_text())["config"]["family"]
+    if family != VISION_FAMILIES[config.family]:
+        raise ValueError(
+            f"{config.family} grafts a {VISION_FAMILIES[config.family]} text foundation, but "
+            f"{config.vision.text_foundation!r} is a {family} one; set pretrain.vision.text_foundation"
+        )
+
+
+def image_of(family: str) -> Callable[[dict[str, Any]], Any]:
+    """What a vision corpus chat's image shows: a GP hand's cards, or a V-IRL rail point."""
+    if family == "general_points_vl":
+        return lambda example: list(example["cards"])
+    if family == "virl_vl":
+        return rail_point
+    raise ValueError(f"{family!r} is not a vision family; use one of {sorted(VISION_FAMILIES)}")
+
+
 def tokenise(
-    examples: list[dict[str, Any]], tokenizer: Any, *, image_tokens: int = 0
+    examples: list[dict[str, Any]],
+    tokenizer: Any,
+    *,
+    image_tokens: int = 0,
+    image: Callable[[dict[str, Any]], Any] | None = None,
 ) -> TokenisedCorpus:
     """Apply the chat template to every chat; mark assistant tokens (and their end) for the loss.
 
     ``image_tokens``: a VLM's tokens per image; the ``<image>`` placeholder becomes that many, as
-    the processor would make it, and the corpus keeps each example's cards to render.
+    the processor would make it, and the corpus keeps what each example's image shows
+    (``image``, default the GP hand's cards) to render.
     """
     from sftvrl.models.tokenizer import IMAGE_TOKEN
 
@@ -157,8 +195,9 @@ def tokenise(
             ids, mask = expand_image_token(ids, mask, image_id, image_tokens)
         input_ids.append(ids)
         loss_mask.append(mask)
-    cards = [list(example["cards"]) for example in examples] if image_tokens else None
-    return TokenisedCorpus(input_ids, loss_mask, content_hash(examples), cards)
+    image = image or image_of("general_points_vl")
+    images = [image(example) for example in examples] if image_tokens else None
+    return TokenisedCorpus(input_ids, loss_mask, content_hash(examples), images)
 
 
 def _param_groups(config: PretrainConfig, model: Any, probe: Any) -> list[dict[str, Any]]:
@@ -210,6 +249,16 @@ def batch_order(lengths: list[int], config: PretrainConfig) -> list[list[int]]:
 BUCKET_BATCHES = 32
 
 
+def _image_batches(
+    config: PretrainConfig, processor: Any
+) -> Callable[[list[Any]], dict[str, torch.Tensor]]:
+    """The function that turns a batch's image descriptions into pixel values and probe targets."""
+    size = config.vision.image_size
+    if config.family == "virl_vl":
+        return ViewBatches(processor, view_size=size)
+    return lambda cards: hand_batch(cards, processor, size)
+
+
 @dataclass
 class PretrainExperiment:
     """``sftvrl pretrain-tiny``: the pretraining config, where to save, and how to score it."""
@@ -251,8 +300,17 @@ def pretrain(
     model, tokenizer = policy.model, policy.tokenizer
     vision = policy.vision
     image_tokens = model.config.image_seq_length if vision else 0
-    corpus = tokenise(chats, tokenizer, image_tokens=image_tokens)
-    probe = RecognitionProbe(model) if vision else None
+    corpus = tokenise(
+        chats,
+        tokenizer,
+        image_tokens=image_tokens,
+        image=image_of(config.family) if vision else None,
+    )
+    images = _image_batches(config, policy.processor) if vision else None
+    probe = None
+    if vision:
+        n_classes = len(SIGN_CLASSES) if config.family == "virl_vl" else len(RANKS)
+        probe = RecognitionProbe(model, n_slots=4, n_classes=n_classes)
     optimiser = torch.optim.AdamW(
         _param_groups(config, model, probe),
         lr=config.learning_rate,
@@ -269,12 +327,10 @@ def pretrain(
             group["lr"] = cosine_lr(step, config) * group["lr_scale"]
         batch = corpus.batch(indices, tokenizer.pad_token_id)
         if probe is not None:
-            assert corpus.cards is not None
-            hands = hand_batch(
-                [corpus.cards[i] for i in indices], policy.processor, config.vision.image_size
-            )
-            loss = model(**batch, pixel_values=hands["pixel_values"]).loss
-            loss = loss + config.vision.recognition_weight * probe.loss(hands["ranks"])
+            assert corpus.images is not None and images is not None
+            seen = images([corpus.images[i] for i in indices])
+            loss = model(**batch, pixel_values=seen["pixel_values"]).loss
+            loss = loss + config.vision.recognition_weight * probe.loss(seen["targets"])
         else:
             loss = model(**batch).loss
         optimiser.zero_grad(set_to_none=True)
@@ -329,7 +385,8 @@ def score_foundation(
     paper's budget (GP-L: hand success with 1 and 5 tries, every hand when ``n_episodes`` is
     None; V-IRL-L: route success and per-step accuracy with 1 and 2 tries per point; GP-VL: hand
     success with 1 and 5 tries on ID, rule OOD and visual OOD, and card recognition with one try,
-    as the paper's Fig. 8 measures it).
+    as the paper's Fig. 8 measures it; V-IRL-VL: as V-IRL-L, plus the mini-benchmark, its visual
+    OOD, and landmark recognition with one try).
 
     The base model never saw either rule, so these are its scores before post-training.
     """
@@ -338,23 +395,25 @@ def score_foundation(
 
     if family not in FAMILIES:
         raise ValueError(f"no foundation scores for family {family!r}; use one of {FAMILIES}")
-    gp = family != "virl"
-    vision = family == "general_points_vl"
+    gp = family in ("general_points", "general_points_vl")
+    vision = family in VISION_FAMILIES
     task, budget, answer_tokens = {
         "general_points": ("gp-l", 5, 64),
         "general_points_vl": ("gp-vl", 5, 64),
         "virl": ("virl-l", 2, 128),
+        "virl_vl": ("virl-vl", 2, 128),
     }[family]
     routes = n_episodes
     if routes is None and family != "general_points":
-        routes = VL_SCORE_HANDS if vision else VIRL_SCORE_ROUTES
+        routes = VL_SCORE_HANDS if gp else VIRL_SCORE_ROUTES
     options: dict[str, Any] = {"prompt": "compact"}
     if vision:
         options["image_size"] = policy.model.config.vision_config.image_size
     sampling = SamplingConfig(max_new_tokens=answer_tokens, temperature=0.0)
     responder = PolicyResponder(policy, sampling)
     scores: dict[str, float] = {}
-    for split in ("id", "rule_ood", "visual_ood") if vision else ("id", "rule_ood"):
+    splits = ("id", "rule_ood") + ((("visual_ood",) if gp else ("mini",)) if vision else ())
+    for split in splits:
         for tries in (1, budget):
             result = evaluate_task(
                 responder, task, split, n_episodes=routes, verify_iter=tries, **options
@@ -362,12 +421,12 @@ def score_foundation(
             if gp:
                 scores[f"{split}_success_at_{tries}"] = result.success.value
                 scores[f"{split}_n"] = result.success.n
-                if vision and tries == 1:
-                    scores[f"{split}_recognition"] = result.recognition.value
             else:
                 scores[f"{split}_route_success_at_{tries}"] = result.route_success.value
                 scores[f"{split}_per_step_at_{tries}"] = result.per_step.value
                 scores[f"{split}_n"] = result.route_success.n
+            if vision and tries == 1:
+                scores[f"{split}_recognition"] = result.recognition.value
     return scores
 
 

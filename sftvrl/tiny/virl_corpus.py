@@ -54,7 +54,8 @@ class VirlCorpusConfig:
 
 
 @cache
-def _city_env(city_seed: int) -> VirlEnv:
+def city_env(city_seed: int) -> VirlEnv:
+    """The V-IRL-L environment of a corpus city (cached: building a city takes a while)."""
     return VirlEnv(split="id", seed=city_seed, prompt="compact")
 
 
@@ -92,12 +93,19 @@ def _wrong_answer(answer: str, words: list[str], rng: random.Random) -> str:
     return json.dumps(fields, ensure_ascii=False)
 
 
-def virl_corpus_example(rng: random.Random, config: VirlCorpusConfig) -> dict[str, Any]:
+def virl_corpus_example(
+    rng: random.Random, config: VirlCorpusConfig, *, vision: bool = False
+) -> dict[str, Any]:
     """One chat of the corpus: ``messages``, the listed vocabulary, and the rail point it shows
-    (``_city_env(city_seed).reset(seed=episode_seed)`` rebuilds the rail)."""
+    (``city_env(city_seed).reset(seed=episode_seed)`` rebuilds the rail).
+
+    ``vision``: the V-IRL-VL form of the same chat. The current observation line no longer names
+    the landmark (the image of the four views at that rail point does, and the answer's
+    observation must say it); the random draws are the same, so ``vision`` changes the form only.
+    """
     while True:
         city_seed, episode_seed = rng.choice(config.city_seeds), rng.randrange(2**31)
-        env = _city_env(city_seed)
+        env = city_env(city_seed)
         env.reset(seed=episode_seed)
         rail = env.rail
         absolute = rng.random() < config.compass
@@ -107,19 +115,19 @@ def virl_corpus_example(rng: random.Random, config: VirlCorpusConfig) -> dict[st
         if words is not None:
             break
     index = rng.randrange(len(rail.entries))
-    prompt = compact_prompt(rail, index, absolute=absolute, turns=words)
+    prompt = compact_prompt(rail, index, absolute=absolute, turns=words, vision=vision)
     answer = expert_response(rail, index, absolute=absolute, style="compact")
-    messages = [turn("user", prompt, vision=False)]
+    messages = [turn("user", prompt, vision=vision, image=vision)]
     if rng.random() < config.revision:
         wrong = _wrong_answer(answer, words, rng)
         verdict = verify(
             wrong, rail.entries[index], absolute=absolute, mode="exact", schema=COMPACT_SCHEMA
         )
         messages += [
-            turn("assistant", wrong, vision=False),
-            turn("user", feedback_prompt(verdict.message), vision=False),
+            turn("assistant", wrong, vision=vision),
+            turn("user", feedback_prompt(verdict.message), vision=vision),
         ]
-    messages.append(turn("assistant", answer, vision=False))
+    messages.append(turn("assistant", answer, vision=vision))
     return {
         "messages": messages,
         "vocabulary": words,
@@ -129,8 +137,10 @@ def virl_corpus_example(rng: random.Random, config: VirlCorpusConfig) -> dict[st
     }
 
 
-def virl_corpus(n: int, *, seed: int = 0, config: VirlCorpusConfig | None = None) -> list[dict]:
-    """``n`` corpus chats, deterministic from ``seed``."""
+def virl_corpus(
+    n: int, *, seed: int = 0, config: VirlCorpusConfig | None = None, vision: bool = False
+) -> list[dict]:
+    """``n`` corpus chats, deterministic from ``seed`` (``vision``: in V-IRL-VL's form)."""
     config = config or VirlCorpusConfig()
     rng = random.Random(seed)
-    return [virl_corpus_example(rng, config) for _ in range(n)]
+    return [virl_corpus_example(rng, config, vision=vision) for _ in range(n)]

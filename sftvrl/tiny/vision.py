@@ -79,30 +79,32 @@ def expand_image_token(
 
 
 class RecognitionProbe(nn.Module):
-    """A linear read-out of every card's rank from the vision tower's patch features.
+    """A linear read-out of what each part of the image shows, from the tower's patch features.
 
-    It listens to the tower's output through a forward hook, so the model's own forward pass
-    feeds it; :meth:`loss` is the cross-entropy over the hand's ranks, left to right.
+    GP-VL: every card's rank (``n_slots`` cards, left to right, ``n_classes`` ranks); V-IRL-VL:
+    each view's nearest sign category. It listens to the tower's output through a forward hook,
+    so the model's own forward pass feeds it; :meth:`loss` is the cross-entropy over the slots.
     """
 
-    def __init__(self, model: Any, n_cards: int = 4) -> None:
+    def __init__(self, model: Any, n_slots: int = 4, n_classes: int = len(RANKS)) -> None:
         super().__init__()
         vision = model.config.vision_config
         patches = (vision.image_size // vision.patch_size) ** 2
-        self.read_out = nn.Linear(vision.hidden_size * patches, n_cards * len(RANKS))
+        self.n_classes = n_classes
+        self.read_out = nn.Linear(vision.hidden_size * patches, n_slots * n_classes)
         self._features: torch.Tensor | None = None
         self._hook = model.model.vision_tower.register_forward_hook(self._capture)
 
     def _capture(self, _module: nn.Module, _inputs: Any, output: Any) -> None:
         self._features = output.last_hidden_state[:, 1:]  # patches, without CLIP's CLS token
 
-    def loss(self, ranks: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy of the last forward pass's images against ``ranks`` (batch x n_cards)."""
+    def loss(self, targets: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the last forward pass's images against ``targets`` (batch x slots)."""
         if self._features is None:
             raise RuntimeError("run the model on images before asking for the probe's loss")
-        logits = self.read_out(self._features.flatten(1)).view(-1, len(RANKS))
+        logits = self.read_out(self._features.flatten(1)).view(-1, self.n_classes)
         self._features = None
-        return nn.functional.cross_entropy(logits, ranks.reshape(-1))
+        return nn.functional.cross_entropy(logits, targets.reshape(-1))
 
     def remove(self) -> None:
         """Detach from the model (the saved checkpoint carries no trace of the probe)."""
@@ -110,11 +112,11 @@ class RecognitionProbe(nn.Module):
 
 
 def hand_batch(cards: list[list[str]], processor: Any, image_size: int) -> dict[str, torch.Tensor]:
-    """Pixel values of the rendered hands and their ranks (the probe's targets)."""
+    """Pixel values of the rendered hands and their ranks (the probe's ``targets``)."""
     images = [render_hand(hand, width=image_size) for hand in cards]
     pixels = processor.image_processor(images, return_tensors="pt")["pixel_values"]
     ranks = torch.tensor([[RANKS.index(card[1:]) for card in hand] for hand in cards])
-    return {"pixel_values": pixels, "ranks": ranks}
+    return {"pixel_values": pixels, "targets": ranks}
 
 
 def fresh_parameters(model: Any) -> list[nn.Parameter]:

@@ -40,8 +40,13 @@ GP_FOUNDATIONS: tuple[tuple[str, str], ...] = (
 )
 VIRL_FOUNDATIONS: tuple[tuple[str, str], ...] = (
     ("tiny-text-virl (V-IRL-L foundation; compact prompt)", "tiny-text-virl"),
+    ("tiny-vlm-virl (V-IRL-VL foundation; compact prompt)", "tiny-vlm-virl"),
 )
-VISION_TWIN = {"tiny-text": "tiny-vlm", "tiny-text-gp": "tiny-vlm-gp"}
+VISION_TWIN = {
+    "tiny-text": "tiny-vlm",
+    "tiny-text-gp": "tiny-vlm-gp",
+    "tiny-text-virl": "tiny-vlm-virl",
+}
 """Text model -> its vision counterpart, which a picker switches to with the game's variant."""
 
 MAX_SHOWN_CHARS = 2_000

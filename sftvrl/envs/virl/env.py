@@ -242,6 +242,7 @@ class VirlEnv(gym.Env):
             new_conversation=outcome == "correct" and not self._done,
             graded_index=graded,
             graded_kind=entry.kind,
+            graded_landmark_obs=entry.landmark_obs,
             attempt=attempt,
             gt_action=truth,
             parsed_action=parsed_action,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -702,6 +703,38 @@ def _vehicle(d: ImageDraw.ImageDraw, cam: _Camera, car: np.ndarray, look: Look) 
         )
 
 
+def _near_lots(scene: _Scene, pos: np.ndarray) -> np.ndarray:
+    """The facades that can block a line of sight from ``pos`` (those within 90 m)."""
+    if not len(scene.lots):
+        return scene.lots
+    middles = (scene.lots[:, :2] + scene.lots[:, 2:]) / 2
+    return scene.lots[np.hypot(*(middles - pos).T) < 90.0]
+
+
+def signs_in_view(city: City, xy: XY, heading: float) -> list[tuple[float, int]]:
+    """The storefront signs a view at ``xy`` facing ``heading`` draws: (distance, place index).
+
+    A place within 55 m with a clear line of sight, whose bearing lies in the view's 90° wedge
+    (each sign is drawn whole, in one view) and not closer than 1.5 m in depth. The renderer and
+    the tiny VLM's recognition targets both use this list, so a target is what the picture shows.
+    """
+    if len(city.place_xy) == 0:
+        return []
+    cam = _Camera(xy, heading, 2)
+    dist = np.hypot(*(city.place_xy - cam.pos).T)
+    cand = np.nonzero((dist < PLACE_RANGE) & (dist > 0.0))[0]
+    if len(cand) == 0:
+        return []
+    visible = _line_of_sight(cam.pos, city.place_xy[cand], _near_lots(_scene(city), cam.pos))
+    x, z = cam.to_cam(city.place_xy[cand])
+    signs = []
+    for k, ok, xk, zk in zip(cand, visible, x, z, strict=True):
+        off = angle_diff(0.0, math.degrees(math.atan2(xk, zk)))
+        if ok and -45.0 <= off < 45.0 and zk >= 1.5:
+            signs.append((float(dist[k]), int(k)))
+    return sorted(signs)
+
+
 def render_view(city: City, xy: XY, heading: float, look: Look, size: int = 320) -> Image.Image:
     """One 90° perspective view at ``xy`` facing ``heading`` (compass degrees), ``size`` px square."""
     style = look.style
@@ -747,14 +780,11 @@ def render_view(city: City, xy: XY, heading: float, look: Look, size: int = 320)
         for k in sorted(np.nonzero((ld < SCENE_RANGE) & front)[0], key=lambda i: -ld[i]):
             _facade(d, cam, scene.lots[k], scene.lot_attr[k], look)
     # Storefronts, trees, people and vehicles with a clear line of sight, far to near.
-    items: list[tuple[float, str, int]] = []
-    near_lots = (
-        scene.lots[np.hypot(*((scene.lots[:, :2] + scene.lots[:, 2:]) / 2 - cam.pos).T) < 90.0]
-        if len(scene.lots)
-        else scene.lots
-    )
+    items: list[tuple[float, str, int]] = [
+        (dist, "place", k) for dist, k in signs_in_view(city, xy, heading)
+    ]
+    near_lots = _near_lots(scene, cam.pos)
     for kind, pts, rng_ in (
-        ("place", city.place_xy, PLACE_RANGE),
         ("tree", scene.trees[:, :2], 70.0),
         ("person", scene.peds[:, :2], 50.0),
         ("car", scene.cars[:, :2], 70.0),
@@ -787,10 +817,6 @@ def render_view(city: City, xy: XY, heading: float, look: Look, size: int = 320)
         x, z = cam.to_cam(pts[k][None, :])
         x, z = float(x[0]), float(z[0])
         if kind == "place":
-            # Each sign is drawn whole, in the one view whose 90° wedge holds its bearing.
-            off = angle_diff(0.0, math.degrees(math.atan2(x, z)))
-            if not -45.0 <= off < 45.0 or z < 1.5:
-                continue
             p = city.places[k]
             _sign(d, cam, p.name, p.category, float(cam.u(x, z)), z, look, p.look)
         elif z > 1.0:
@@ -840,10 +866,31 @@ def view_headings(heading: float, layout: str) -> list[float]:
     return [(heading + o) % 360.0 for o in offsets]
 
 
+GRID_CACHE_BYTES = 256 * 2**20
+"""Memory the rendered grids of a process may keep (least recently used dropped first)."""
+_GRIDS: OrderedDict[tuple, tuple[City, np.ndarray]] = OrderedDict()
+"""(id of the city, position, look, size, layout) -> (the city, its grid). The entry holds the
+city so that its id cannot be reused by another city while the entry lives."""
+
+
 def render_grid(
     city: City, xy: XY, heading: float, look: Look, *, size: int = 320, layout: str = "prompt"
 ) -> np.ndarray:
-    """The V-IRL-VL observation: four synthetic views around ``xy`` as one uint8 grid."""
-    return compose_grid(
+    """The V-IRL-VL observation: four synthetic views around ``xy`` as one uint8 grid.
+
+    Recent grids are kept (up to ``GRID_CACHE_BYTES``): an agent only ever stands on a route's
+    rail, so every evaluation of a study revisits the same points, and a grid takes about 40 ms
+    to draw. The returned array is read-only (it is shared).
+    """
+    key = (id(city), tuple(map(float, xy)), float(heading), look, size, layout)
+    if key in _GRIDS:
+        _GRIDS.move_to_end(key)
+        return _GRIDS[key][1]
+    grid = compose_grid(
         [render_view(city, xy, h, look, size) for h in view_headings(heading, layout)]
     )
+    grid.flags.writeable = False
+    _GRIDS[key] = (city, grid)
+    while sum(g.nbytes for _, g in _GRIDS.values()) > GRID_CACHE_BYTES:
+        _GRIDS.popitem(last=False)
+    return grid
