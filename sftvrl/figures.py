@@ -1825,20 +1825,35 @@ def _fig07_section(frame: pd.DataFrame) -> list[str]:
     return lines + _table(["task", "method", "ours [95% CI]", "paper"], rows) + [""]
 
 
-def _fig08_section(frame: pd.DataFrame) -> list[str]:
+def _recognition_rows(frame: pd.DataFrame, task: str) -> list[list[str]]:
+    """Per split, Init / SFT / RL recognition at equal compute."""
     rows = []
     for split in ("id", "rule_ood", "visual_ood"):
         est = final_estimates(
-            select(frame, experiment="main", task="gp-vl", split=split, metric="recognition")
+            select(frame, experiment="main", task=task, split=split, metric="recognition")
         )
         rows.append([SPLIT_LABELS[split], *(_fmt(est[m]) for m in METHODS)])
+    return rows
+
+
+def _fig08_section(frame: pd.DataFrame) -> list[str]:
     lines = [
         "## Fig. 8: GP-VL recognition accuracy at equal compute",
         "",
         "Paper: RL raises recognition, SFT lowers it (finding 7, judged on ID).",
         "",
     ]
-    return lines + _table(["split", "Init", "SFT", "RL"], rows) + [""]
+    lines += [*_table(["split", "Init", "SFT", "RL"], _recognition_rows(frame, "gp-vl")), ""]
+    if select(frame, experiment="main", task="virl-vl", metric="recognition").empty:
+        return lines
+    lines += [
+        "V-IRL-VL landmark recognition (ours, a diagnostic the paper does not report): at points "
+        "with a landmark in view, first answers that say which landmark and where.",
+        "",
+    ]
+    return (
+        lines + _table(["split", "Init", "SFT", "RL"], _recognition_rows(frame, "virl-vl")) + [""]
+    )
 
 
 def _variant_section(

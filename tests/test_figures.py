@@ -98,7 +98,7 @@ def _main(seed: int) -> list[dict]:
         vision = task.endswith("vl")
         splits = ["id", "rule_ood"] + (["visual_ood"] if vision else [])
         metrics = ["success"] + (["per_step"] if task.startswith("virl") else [])
-        metrics += ["recognition"] if task == "gp-vl" else []
+        metrics += ["recognition"] if vision else []
         for split in splits:
             for metric in metrics:
                 init, sft, rl = MAIN_TARGETS["recognition" if metric == "recognition" else split]
@@ -351,6 +351,7 @@ def test_example_frame_findings_hold(frame, tmp_path):
     assert verdicts == dict.fromkeys(range(1, 11), HOLDS)
     text = (tmp_path / "figures" / "summary.md").read_text()
     assert "ten directional findings" in text and "Fig. 10" in text and "| 15.0% |" in text
+    assert "V-IRL-VL landmark recognition" in text  # the VL diagnostic beside Fig. 8
     assert f"**{NOT_RUN}**" not in text and f"\n{NOT_RUN}.\n" not in text
 
 
