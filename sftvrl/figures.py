@@ -1751,7 +1751,11 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
 
 
 def _fmt(estimate: Estimate | None) -> str:
-    return "-" if estimate is None else f"{estimate} (n={estimate.n}, {estimate.seeds} seeds)"
+    if estimate is None:
+        return "-"
+    if estimate.n == 0:  # e.g. no first answer reached a landmark: nothing to rate
+        return f"- (n=0, {estimate.seeds} seeds)"
+    return f"{estimate} (n={estimate.n}, {estimate.seeds} seeds)"
 
 
 def _pct(value: float | None) -> str:

@@ -355,6 +355,14 @@ def test_example_frame_findings_hold(frame, tmp_path):
     assert f"**{NOT_RUN}**" not in text and f"\n{NOT_RUN}.\n" not in text
 
 
+def test_a_rate_over_no_episodes_is_shown_as_a_dash_with_its_count():
+    empty = figures.Estimate(float("nan"), 0, 0, 0.0, 1.0, 3, 1.0)
+    assert figures._fmt(empty) == "- (n=0, 3 seeds)"
+    assert figures._fmt(None) == "-"
+    some = figures.Estimate(0.25, 1, 4, 0.05, 0.7, 1, 1.0)
+    assert figures._fmt(some).startswith("25.0% [5.0, 70.0] (n=4, 1 seeds)")
+
+
 def test_fig10_points_at_matched_compute(frame):
     points = figures.verify_iter_points(frame)
     assert [p.verify_iter for p in points] == ["1", "3", "5", "10"]
