@@ -868,9 +868,34 @@ def view_headings(heading: float, layout: str) -> list[float]:
 
 GRID_CACHE_BYTES = 256 * 2**20
 """Memory the rendered grids of a process may keep (least recently used dropped first)."""
-_GRIDS: OrderedDict[tuple, tuple[City, np.ndarray]] = OrderedDict()
-"""(id of the city, position, look, size, layout) -> (the city, its grid). The entry holds the
-city so that its id cannot be reused by another city while the entry lives."""
+
+
+class _GridCache:
+    """Recently drawn grids, least recently used dropped first beyond ``GRID_CACHE_BYTES``.
+
+    Keys start with the city's id; each entry holds its city, so that id cannot be reused by
+    another city while the entry lives.
+    """
+
+    def __init__(self) -> None:
+        self.entries: OrderedDict[tuple, tuple[City, np.ndarray]] = OrderedDict()
+        self.nbytes = 0
+
+    def get(self, key: tuple) -> np.ndarray | None:
+        if key not in self.entries:
+            return None
+        self.entries.move_to_end(key)
+        return self.entries[key][1]
+
+    def put(self, key: tuple, city: City, grid: np.ndarray) -> None:
+        self.entries[key] = (city, grid)
+        self.nbytes += grid.nbytes
+        while self.nbytes > GRID_CACHE_BYTES:
+            _, (_, dropped) = self.entries.popitem(last=False)
+            self.nbytes -= dropped.nbytes
+
+
+_GRIDS = _GridCache()
 
 
 def render_grid(
@@ -883,14 +908,12 @@ def render_grid(
     to draw. The returned array is read-only (it is shared).
     """
     key = (id(city), tuple(map(float, xy)), float(heading), look, size, layout)
-    if key in _GRIDS:
-        _GRIDS.move_to_end(key)
-        return _GRIDS[key][1]
+    cached = _GRIDS.get(key)
+    if cached is not None:
+        return cached
     grid = compose_grid(
         [render_view(city, xy, h, look, size) for h in view_headings(heading, layout)]
     )
     grid.flags.writeable = False
-    _GRIDS[key] = (city, grid)
-    while sum(g.nbytes for _, g in _GRIDS.values()) > GRID_CACHE_BYTES:
-        _GRIDS.popitem(last=False)
+    _GRIDS.put(key, city, grid)
     return grid
