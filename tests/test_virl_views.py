@@ -109,3 +109,31 @@ def test_sign_text_contrasts_with_its_board_in_every_style():
             luma = board @ np.array([0.299, 0.587, 0.114])
             lo, hi = np.percentile(luma, [3, 97])
             assert hi - lo >= 80, (style.name, seed)
+
+
+PIXEL_DIGEST = "25b7d2edbfa3bf345dc81fb6b57290692eda06fcb7eae890f4bcb2aa3a2a6c60"
+
+
+def _pixel_digest() -> str:
+    """SHA-256 of the first view grid of ten visual-OOD routes (every look) in both layouts."""
+    import hashlib
+
+    from sftvrl.envs.virl import views
+
+    digest = hashlib.sha256()
+    for layout, size in (("prompt", 112), ("diagonal", 96)):
+        env = VirlEnv(vision=True, split="visual_ood", view_size=size, layout=layout)
+        for i in range(10):
+            views._GRIDS.__init__()  # draw, do not look up
+            grid, _ = env.reset(seed=i, options={"route_index": i})
+            digest.update(grid.tobytes())
+    return digest.hexdigest()
+
+
+def test_views_are_the_pictures_the_shipped_foundation_saw():
+    """Pixel for pixel the same grids as when ``tiny-vlm-virl`` was trained (Pillow pinned).
+
+    A renderer change that moves one pixel changes what every V-IRL-VL model sees: such a change
+    must rebuild the foundation and rerun the V-IRL-VL studies, then update this digest.
+    """
+    assert _pixel_digest() == PIXEL_DIGEST

@@ -58,7 +58,7 @@ def render_point(point: RailPoint, view_size: int) -> tuple[np.ndarray, list[int
 class ViewBatches:
     """Pixel values and probe targets of corpus rail points, rendered once and kept.
 
-    A grid takes about 40 ms to draw, so each point is drawn the first time a batch asks for it
+    A grid takes 15-20 ms to draw, so each point is drawn the first time a batch asks for it
     and kept as half-precision pixel values (the corpus is a few thousand points, revisited every
     epoch).
     """

@@ -123,6 +123,7 @@ class _Scene:
     trees: np.ndarray  # (T, 3): x, y, draw
     cars: np.ndarray  # (C, 5): x, y, bearing, colour draw, kind draw
     peds: np.ndarray  # (P, 3): x, y, colour draw
+    lot_mid: np.ndarray  # (M, 2): the middle of each lot's facade line
 
 
 def _scene(city: City) -> _Scene:
@@ -179,14 +180,16 @@ def _scene(city: City) -> _Scene:
                     p = pa + s * u + side * (ROAD_HALF_WIDTH - 1.2) * normal
                     cars.append((p[0], p[1], bab, rng.random(), rng.random()))
                 s += float(rng.uniform(6.0, 14.0))
+    lot_array = np.array(lots, dtype=float).reshape(-1, 4)
     scene = _Scene(
-        lots=np.array(lots, dtype=float).reshape(-1, 4),
+        lots=lot_array,
         lot_attr=np.array(attrs, dtype=float).reshape(-1, 3),
         road_a=city.nodes[[a for a, _ in city.edges]],
         road_b=city.nodes[[b for _, b in city.edges]],
         trees=np.array(trees, dtype=float).reshape(-1, 3),
         cars=np.array(cars, dtype=float).reshape(-1, 5),
         peds=np.array(peds, dtype=float).reshape(-1, 3),
+        lot_mid=(lot_array[:, :2] + lot_array[:, 2:]) / 2,
     )
     city.cache["scene"] = scene
     return scene
@@ -225,7 +228,11 @@ class _Camera:
         self, p0: np.ndarray, p1: np.ndarray
     ) -> tuple[tuple[float, float], tuple[float, float]] | None:
         """Camera (x, z) of a ground segment clipped to the near plane, or None if behind."""
-        (x0, x1), (z0, z1) = self.to_cam(np.stack([p0, p1]))
+        return self.clip(np.stack([p0, p1]))
+
+    def clip(self, ends: np.ndarray) -> tuple[tuple[float, float], tuple[float, float]] | None:
+        """:meth:`clip_segment` for the segment's two ends as the rows of one (2, 2) array."""
+        (x0, x1), (z0, z1) = self.to_cam(ends)
         if z0 < NEAR and z1 < NEAR:
             return None
         if z0 < NEAR:
@@ -235,6 +242,19 @@ class _Camera:
             t = (NEAR - z1) / (z0 - z1)
             x1, z1 = x1 + t * (x0 - x1), NEAR
         return (float(x0), float(z0)), (float(x1), float(z1))
+
+    def hidden(self, xs: np.ndarray, zs: np.ndarray) -> np.ndarray:
+        """Per row of camera points (x and z, shape (n, k)): True where nothing spanned by those
+        points (a segment, polygon or car footprint between them) can reach the picture.
+
+        All of a row behind the near plane, or all beyond one side edge by a pixel: a half-plane
+        through the camera holds every convex combination of its points, so whatever clipping
+        keeps of the shape projects off the picture too. Lets the renderer skip, in one vectorised
+        test, what would have drawn no pixel.
+        """
+        left = (-1.0 - self.cx) / self.f
+        right = (self.size + 1.0 - self.cx) / self.f
+        return (zs < NEAR).all(1) | (xs < left * zs).all(1) | (xs > right * zs).all(1)
 
     def ground_polygon(self, pts: np.ndarray) -> list[tuple[float, float]]:
         """Project a ground polygon (world xy) after clipping it to the near plane."""
@@ -393,7 +413,7 @@ def _facade(
     d: ImageDraw.ImageDraw, cam: _Camera, lot: np.ndarray, attr: np.ndarray, look: Look
 ) -> None:
     style = look.style
-    clipped = cam.clip_segment(lot[:2], lot[2:])
+    clipped = cam.clip(lot.reshape(2, 2))
     if clipped is None:
         return
     (x0, z0), (x1, z1) = clipped
@@ -433,27 +453,36 @@ def _facade(
     if cam.f * FLOOR_HEIGHT / max(zmin, NEAR) < 3:
         return
     win = _shade(style.window, 1.0)
+    # The window columns in the picture, and their corners' image rows per floor, computed for all
+    # at once (the same arithmetic, element by element, as one window at a time).
+    shown = [
+        c
+        for c in np.nonzero(keep)[0]
+        if not (max(us[2 * c], us[2 * c + 1]) < 0 or min(us[2 * c], us[2 * c + 1]) > s)
+    ]
+    zl, zr = zs[0::2][shown], zs[1::2][shown]
+    ul, ur = us[0::2][shown].tolist(), us[1::2][shown].tolist()
     for f in range(1, floors):
         y_lo, y_hi = f * FLOOR_HEIGHT + 0.9, f * FLOOR_HEIGHT + (2.9 if glass else 2.5)
-        for c in np.nonzero(keep)[0]:
-            zl, zr = zs[2 * c], zs[2 * c + 1]
-            ul, ur = us[2 * c], us[2 * c + 1]
-            if max(ul, ur) < 0 or min(ul, ur) > s:
-                continue
-            poly = [
-                (ul, cam.v(y_hi, zl)),
-                (ur, cam.v(y_hi, zr)),
-                (ur, cam.v(y_lo, zr)),
-                (ul, cam.v(y_lo, zl)),
-            ]
+        rows = zip(
+            ul,
+            ur,
+            cam.v(y_hi, zl).tolist(),
+            cam.v(y_hi, zr).tolist(),
+            cam.v(y_lo, zr).tolist(),
+            cam.v(y_lo, zl).tolist(),
+            strict=True,
+        )
+        for ul_c, ur_c, top_l, top_r, bottom_r, bottom_l in rows:
+            poly = [(ul_c, top_l), (ur_c, top_r), (ur_c, bottom_r), (ul_c, bottom_l)]
             if style.ornament == "shutters":
-                w = (ur - ul) * 0.45
+                w = (ur_c - ul_c) * 0.45
                 d.polygon(
                     [
-                        (ul - w, poly[0][1]),
-                        (ur + w, poly[1][1]),
-                        (ur + w, poly[2][1]),
-                        (ul - w, poly[3][1]),
+                        (ul_c - w, top_l),
+                        (ur_c + w, top_r),
+                        (ur_c + w, bottom_r),
+                        (ul_c - w, bottom_l),
                     ],
                     fill=(60, 110, 70),
                 )
@@ -462,20 +491,20 @@ def _facade(
                 d.polygon(poly, outline=style.trim)
             if style.ornament == "balconies":
                 d.line(
-                    (poly[3][0] - 2, poly[3][1], poly[2][0] + 2, poly[2][1]),
+                    (ul_c - 2, bottom_l, ur_c + 2, bottom_r),
                     fill=(30, 30, 30),
-                    width=max(1, int(abs(ur - ul) / 6)),
+                    width=max(1, int(abs(ur_c - ul_c) / 6)),
                 )
         if style.ornament == "fire_escape" and attr[2] < 0.5 and cols >= 3 and keep.all():
             c0, c1 = cols // 2 - 1, cols // 2 + 1
-            zl, zr = zs[2 * c0], zs[2 * c1 + 1]
+            z_from, z_to = zs[2 * c0], zs[2 * c1 + 1]
             pts2 = [
-                (us[2 * c0], cam.v(f * FLOOR_HEIGHT + 0.9, zl)),
-                (us[2 * c1 + 1], cam.v(f * FLOOR_HEIGHT + 0.9, zr)),
+                (us[2 * c0], cam.v(f * FLOOR_HEIGHT + 0.9, z_from)),
+                (us[2 * c1 + 1], cam.v(f * FLOOR_HEIGHT + 0.9, z_to)),
             ]
             d.line(pts2, fill=(28, 28, 30), width=2)
             d.line(
-                (pts2[0], (us[2 * c1 + 1], cam.v((f + 1) * FLOOR_HEIGHT + 0.9, zr))),
+                (pts2[0], (us[2 * c1 + 1], cam.v((f + 1) * FLOOR_HEIGHT + 0.9, z_to))),
                 fill=(28, 28, 30),
                 width=1,
             )
@@ -707,8 +736,7 @@ def _near_lots(scene: _Scene, pos: np.ndarray) -> np.ndarray:
     """The facades that can block a line of sight from ``pos`` (those within 90 m)."""
     if not len(scene.lots):
         return scene.lots
-    middles = (scene.lots[:, :2] + scene.lots[:, 2:]) / 2
-    return scene.lots[np.hypot(*(middles - pos).T) < 90.0]
+    return scene.lots[np.hypot(*(scene.lot_mid - pos).T) < 90.0]
 
 
 def signs_in_view(city: City, xy: XY, heading: float) -> list[tuple[float, int]]:
@@ -735,6 +763,39 @@ def signs_in_view(city: City, xy: XY, heading: float) -> list[tuple[float, int]]
     return sorted(signs)
 
 
+def _hidden_corners(cam: _Camera, corners: np.ndarray) -> np.ndarray:
+    """``cam.hidden`` for shapes given by their world corners, shape (n, k, 2)."""
+    n, k = corners.shape[:2]
+    xs, zs = cam.to_cam(corners.reshape(n * k, 2))
+    return cam.hidden(xs.reshape(n, k), zs.reshape(n, k))
+
+
+def _roads_hidden(cam: _Camera, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which road surfaces and which centre markings between ``a`` and ``b`` cannot show."""
+    along = b - a
+    u = along / np.maximum(np.hypot(*along.T), 1e-9)[:, None]
+    n = np.stack([u[:, 1], -u[:, 0]], 1)
+    ext_a, ext_b = a - u * ROAD_HALF_WIDTH, b + u * ROAD_HALF_WIDTH
+    side = n * ROAD_HALF_WIDTH
+    road = np.stack([ext_a + side, ext_b + side, ext_b - side, ext_a - side], 1)
+    a2, b2, side = a + u * 8, b - u * 8, n * 0.12
+    marking = np.stack([a2 + side, b2 + side, b2 - side, a2 - side], 1)
+    return _hidden_corners(cam, road), _hidden_corners(cam, marking)
+
+
+def _cars_hidden(cam: _Camera, cars: np.ndarray, look: Look) -> np.ndarray:
+    """Which cars (rows of ``scene.cars``) cannot show: their footprint's corners, as
+    :func:`_vehicle` places them, all behind the camera or beyond one side of the picture."""
+    b = np.radians(cars[:, 2])
+    axis = np.stack([np.sin(b), np.cos(b)], 1)
+    side = np.stack([axis[:, 1], -axis[:, 0]], 1)
+    tram = (cars[:, 4] < 0.15) & bool(look.style.tram)
+    half = np.where(tram, 18.0, 4.4)[:, None] / 2
+    centre = cars[:, :2] - side * np.where(tram, 2.0, 0.0)[:, None]
+    corners = [centre + s * axis * half + t * side * 0.9 for s in (-1, 1) for t in (-1, 1)]
+    return _hidden_corners(cam, np.stack(corners, 1))
+
+
 def render_view(city: City, xy: XY, heading: float, look: Look, size: int = 320) -> Image.Image:
     """One 90° perspective view at ``xy`` facing ``heading`` (compass degrees), ``size`` px square."""
     style = look.style
@@ -745,7 +806,9 @@ def render_view(city: City, xy: XY, heading: float, look: Look, size: int = 320)
     # Roads (and their centre marking), clipped to the near plane.
     mid = (scene.road_a + scene.road_b) / 2
     reach = np.hypot(*(mid - cam.pos).T) - np.hypot(*(scene.road_b - scene.road_a).T) / 2
-    for k in np.nonzero(reach < SCENE_RANGE)[0]:
+    roads = np.nonzero(reach < SCENE_RANGE)[0]
+    road_hidden, marking_hidden = _roads_hidden(cam, scene.road_a[roads], scene.road_b[roads])
+    for k in roads[~road_hidden]:
         a, b = scene.road_a[k], scene.road_b[k]
         u = (b - a) / max(float(np.hypot(*(b - a))), 1e-9)
         n = np.array([u[1], -u[0]])
@@ -762,7 +825,7 @@ def render_view(city: City, xy: XY, heading: float, look: Look, size: int = 320)
         )
         if len(poly) >= 3:
             d.polygon(poly, fill=style.road)
-    for k in np.nonzero(reach < SCENE_RANGE)[0]:
+    for k in roads[~marking_hidden]:
         a, b = scene.road_a[k], scene.road_b[k]
         u = (b - a) / max(float(np.hypot(*(b - a))), 1e-9)
         n = np.array([u[1], -u[0]]) * 0.12
@@ -772,12 +835,14 @@ def render_view(city: City, xy: XY, heading: float, look: Look, size: int = 320)
             d.polygon(poly, fill=style.marking)
     # Facades, far to near.
     if len(scene.lots):
-        lm = (scene.lots[:, :2] + scene.lots[:, 2:]) / 2
-        ld = np.hypot(*(lm - cam.pos).T)
-        _, lz = cam.to_cam(np.concatenate([scene.lots[:, :2], scene.lots[:, 2:]]))
+        ld = np.hypot(*(scene.lot_mid - cam.pos).T)
+        lx, lz = cam.to_cam(np.concatenate([scene.lots[:, :2], scene.lots[:, 2:]]))
         n_lots = len(scene.lots)
         front = (lz[:n_lots] > NEAR) | (lz[n_lots:] > NEAR)
-        for k in sorted(np.nonzero((ld < SCENE_RANGE) & front)[0], key=lambda i: -ld[i]):
+        seen = ~cam.hidden(
+            np.stack([lx[:n_lots], lx[n_lots:]], 1), np.stack([lz[:n_lots], lz[n_lots:]], 1)
+        )
+        for k in sorted(np.nonzero((ld < SCENE_RANGE) & front & seen)[0], key=lambda i: -ld[i]):
             _facade(d, cam, scene.lots[k], scene.lot_attr[k], look)
     # Storefronts, trees, people and vehicles with a clear line of sight, far to near.
     items: list[tuple[float, str, int]] = [
@@ -795,6 +860,8 @@ def render_view(city: City, xy: XY, heading: float, look: Look, size: int = 320)
         cand = np.nonzero((dist < rng_) & (dist > (8.0 if kind == "car" else 0.0)))[0]
         if kind == "tree":
             cand = cand[scene.trees[cand, 2] < style.trees]
+        if kind == "car":
+            cand = cand[~_cars_hidden(cam, scene.cars[cand], look)]
         if len(cand) == 0:
             continue
         visible = (
@@ -904,8 +971,8 @@ def render_grid(
     """The V-IRL-VL observation: four synthetic views around ``xy`` as one uint8 grid.
 
     Recent grids are kept (up to ``GRID_CACHE_BYTES``): an agent only ever stands on a route's
-    rail, so every evaluation of a study revisits the same points, and a grid takes about 40 ms
-    to draw. The returned array is read-only (it is shared).
+    rail, so every evaluation of a study revisits the same points, and a 112-px grid takes about
+    16 ms of CPU to draw. The returned array is read-only (it is shared).
     """
     key = (id(city), tuple(map(float, xy)), float(heading), look, size, layout)
     cached = _GRIDS.get(key)
