@@ -48,7 +48,7 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_gp.py --write-readme README.md
-	$(BIN)/python benchmarks/bench_virl.py
+	$(BIN)/python benchmarks/bench_virl.py --write-readme README.md
 	$(BIN)/python benchmarks/bench_ppo.py --write-readme README.md
 	$(BIN)/python benchmarks/bench_rollout.py --write-readme README.md
 

@@ -2,19 +2,25 @@
 
 Also scores the reference agents (expert, wrong-vocabulary, random) so their numbers sit next to
 the timings, and with ``--images DIR`` writes one view grid per city style (``virl_<style>.png``).
+Every timed grid is drawn: the per-process grid cache is cleared first (an evaluation that revisits
+a point pays nothing, which is not what these rows measure). ``--write-readme README.md`` puts
+the tables between the README's ``<!-- bench_virl:start -->`` and ``<!-- bench_virl:end -->``.
 
-    .venv/bin/python benchmarks/bench_virl.py [--images docs/images]
+    .venv/bin/python benchmarks/bench_virl.py [--images docs/images] [--write-readme README.md]
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
 import platform
 import time
 from pathlib import Path
 
 import numpy as np
+import PIL
 from PIL import Image
 
 from sftvrl.envs.virl import (
@@ -25,12 +31,20 @@ from sftvrl.envs.virl import (
     CityParams,
     Look,
     VirlEnv,
+    clear_grid_cache,
     generate_city,
     get_style,
     render_grid,
     sample_routes,
     summarize,
 )
+
+try:  # imported as ``benchmarks.bench_virl`` or run as a script (``make bench``)
+    from benchmarks.readme_table import check_markers, write_table
+except ImportError:
+    from readme_table import check_markers, write_table  # type: ignore[no-redef]
+
+NAME = "bench_virl"
 
 
 def timed(fn, repeat: int = 3) -> float:
@@ -43,10 +57,18 @@ def timed(fn, repeat: int = 3) -> float:
     return best
 
 
+def draw(city, xy, heading, look, size: int) -> np.ndarray:
+    """One grid drawn from scratch (never the cache's copy)."""
+    clear_grid_cache()
+    return render_grid(city, xy, heading, look, size=size)
+
+
 def episode(env: VirlEnv, policy, seed: int) -> list[dict]:
+    clear_grid_cache()
     _, info = env.reset(seed=seed)
     infos = []
     while True:
+        clear_grid_cache()
         *_, term, trunc, info = env.step(policy(env, info))
         infos.append(info)
         if term or trunc:
@@ -108,7 +130,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=Path, help="write virl_<style>.png grids here")
     parser.add_argument("--episodes", type=int, default=20, help="episodes per steps/s row")
+    parser.add_argument(
+        "--write-readme", type=Path, metavar="README", help="write the tables into this file"
+    )
     args = parser.parse_args()
+    if args.write_readme is not None:  # fail before measuring, not after
+        check_markers(args.write_readme, NAME)
+    start = time.perf_counter()
 
     rows: list[tuple[str, str]] = []
     t_city = timed(lambda: generate_city(0, CityParams.nyc_like()))
@@ -136,27 +164,37 @@ def main() -> None:
     c = env_l.source.city(env_l._route_index)
     for size in (320, 640, 1200):
         look = Look.draw(get_style("metro_ny"), "bench")
-        t = timed(
-            lambda size=size, look=look: render_grid(c, entry.xy, entry.heading, look, size=size)
-        )
+        t = timed(lambda size=size, look=look: draw(c, entry.xy, entry.heading, look, size))
         rows.append(
             (f"render one 2x2 view grid, {size}-px views ({2 * size + 5} px)", f"{t * 1e3:.0f} ms")
         )
     for name in ("hong_kong", "lagos"):
         look = Look.draw(get_style(name), "bench")
-        t = timed(lambda look=look: render_grid(c, entry.xy, entry.heading, look, size=320))
+        t = timed(lambda look=look: draw(c, entry.xy, entry.heading, look, 320))
         rows.append((f"render one view grid, 320 px, style {name}", f"{t * 1e3:.0f} ms"))
 
-    print(
-        f"V-IRL benchmark ({platform.processor() or platform.machine()}, "
-        f"Python {platform.python_version()})\n"
-    )
-    print("| what | time |\n|---|---|")
-    for what, value in rows:
-        print(f"| {what} | {value} |")
-    print("\n| split | agent | per-step accuracy | route success |\n|---|---|---|---|")
-    for split, name, acc, success in agents():
-        print(f"| {split} | {name} | {acc:.1%} | {success:.1%} |")
+    lines = [
+        f"Measured {datetime.date.today()} ({time.perf_counter() - start:.0f} s) on "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; Python "
+        f"{platform.python_version()}, numpy {np.__version__}, Pillow {PIL.__version__}. Best of 3 "
+        "wall times (steps/s: one pass); every grid drawn, none from the cache. Numbers are for "
+        "this machine only.",
+        "",
+        "| what | time |",
+        "|---|---|",
+        *(f"| {what} | {value} |" for what, value in rows),
+        "",
+        "| split | agent | per-step accuracy | route success |",
+        "|---|---|---|---|",
+        *(
+            f"| {split} | {name} | {acc:.1%} | {success:.1%} |"
+            for split, name, acc, success in agents()
+        ),
+    ]
+    table = "\n".join(lines)
+    print(table)
+    if args.write_readme is not None:
+        write_table(args.write_readme, NAME, table)
     if args.images:
         write_images(args.images)
 

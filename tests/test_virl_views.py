@@ -10,7 +10,14 @@ import pytest
 from sftvrl.envs.virl import STYLES, VirlEnv
 from sftvrl.envs.virl.geometry import bearing
 from sftvrl.envs.virl.styles import get_style
-from sftvrl.envs.virl.views import LAYOUTS, Look, compose_grid, render_grid, view_headings
+from sftvrl.envs.virl.views import (
+    LAYOUTS,
+    Look,
+    clear_grid_cache,
+    compose_grid,
+    render_grid,
+    view_headings,
+)
 
 SIZE = 128
 
@@ -118,13 +125,11 @@ def _pixel_digest() -> str:
     """SHA-256 of the first view grid of ten visual-OOD routes (every look) in both layouts."""
     import hashlib
 
-    from sftvrl.envs.virl import views
-
     digest = hashlib.sha256()
     for layout, size in (("prompt", 112), ("diagonal", 96)):
         env = VirlEnv(vision=True, split="visual_ood", view_size=size, layout=layout)
         for i in range(10):
-            views._GRIDS.__init__()  # draw, do not look up
+            clear_grid_cache()  # draw, do not look up
             grid, _ = env.reset(seed=i, options={"route_index": i})
             digest.update(grid.tobytes())
     return digest.hexdigest()

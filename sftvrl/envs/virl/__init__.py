@@ -16,7 +16,7 @@ from .routes import MINI_FILTER, NYC_FILTER, RouteFilter, sample_routes
 from .sources import SPLITS, RouteSource, SyntheticSource
 from .styles import STYLES, TRAIN_STYLE, WORLD_STYLES, Style, get_style
 from .verifier import Verdict, verify
-from .views import LAYOUTS, Look, compose_grid, render_grid, render_view
+from .views import LAYOUTS, Look, clear_grid_cache, compose_grid, render_grid, render_view
 
 __all__ = [
     "COMPASS",
@@ -47,6 +47,7 @@ __all__ = [
     "Verdict",
     "VirlEnv",
     "build_rail",
+    "clear_grid_cache",
     "compass_word",
     "compose_grid",
     "cut_perspective",

@@ -954,6 +954,10 @@ class _GridCache:
         self.entries.move_to_end(key)
         return self.entries[key][1]
 
+    def clear(self) -> None:
+        self.entries.clear()
+        self.nbytes = 0
+
     def put(self, key: tuple, city: City, grid: np.ndarray) -> None:
         self.entries[key] = (city, grid)
         self.nbytes += grid.nbytes
@@ -963,6 +967,11 @@ class _GridCache:
 
 
 _GRIDS = _GridCache()
+
+
+def clear_grid_cache() -> None:
+    """Forget every kept grid, so the next :func:`render_grid` draws (benchmarks time drawing)."""
+    _GRIDS.clear()
 
 
 def render_grid(
