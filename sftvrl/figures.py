@@ -360,13 +360,17 @@ def _figure(nrows: int, ncols: int, width: float = 3.2, height: float = 2.7) -> 
 
 
 def save_figure(fig: Figure, out_dir: str | Path | None, name: str, dpi: int = DPI) -> None:
-    """Write ``name.png`` and ``name.pdf`` into ``out_dir`` (nothing when it is None)."""
+    """Write ``name.png`` and ``name.pdf`` into ``out_dir`` (nothing when it is None).
+
+    The PDF carries no creation date, so the same figure is the same file (a rerun that changes
+    no number changes no figure in git).
+    """
     if out_dir is None:
         return
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    for suffix in ("png", "pdf"):
-        fig.savefig(folder / f"{name}.{suffix}", dpi=dpi)
+    fig.savefig(folder / f"{name}.png", dpi=dpi)
+    fig.savefig(folder / f"{name}.pdf", dpi=dpi, metadata={"CreationDate": None})
     logger.info("saved %s.{png,pdf} in %s", name, folder)
 
 

@@ -158,7 +158,7 @@ halved; a V-IRL-L SFT step of 16 chats of ~330 tokens is the tier's most expensi
 ``sft_data`` counts routes (about ten chats each); ``eval_episodes`` routes per split."""
 
 _VIRL_VL_TINY: dict[str, Any] = {
-    "init_steps": 10,
+    "init_steps": 80,
     "sft_steps": 110,
     "rl_updates": 6,
     "sft_data": 200,
@@ -166,12 +166,15 @@ _VIRL_VL_TINY: dict[str, Any] = {
     "max_new_tokens": 80,
 }
 """V-IRL-VL starts from its vision foundation ``tiny-vlm-virl`` (``tiny-text-virl`` given eyes, so
-the same 1,024-token vocabulary). Budgets are V-IRL-L's (Init 10 steps, 110 SFT steps, 6 PPO
-updates), set before any V-IRL-VL result from this foundation. Drawing a view grid takes about
-40 ms, so the data are smaller: ``sft_data`` 200 routes (about 2,000 chats with their grids)
-cover the SFT branch's 1,760 chats, and 50 routes per split are evaluated (their grids are drawn
-once per process and revisited by every evaluation). Until this foundation existed, V-IRL-VL
-started from the random ``tiny-vlm`` and scored 0 everywhere."""
+the same 1,024-token vocabulary). Branch budgets are V-IRL-L's (110 SFT steps, 6 PPO updates),
+set before any V-IRL-VL result from this foundation. Init: 80 steps by the pre-declared rule (no
+length of 10/20/40/80 reached the 30-60% band; 80 came closest, 2 routes of 50;
+05_tiny_tier_design); the first study from this foundation used V-IRL-L's 10 before the sweep
+was run. Drawing a view grid takes 15-20 ms, so the data are smaller: ``sft_data`` 200 routes
+(about 2,000 chats with their grids) cover the SFT branch's 1,760 chats, and 50 routes per split
+are evaluated (their grids are drawn once per process and revisited by every evaluation). Until
+this foundation existed, V-IRL-VL started from the random ``tiny-vlm`` and scored 0
+everywhere."""
 
 _GP_VL_TINY: dict[str, Any] = {
     "init_steps": 80,

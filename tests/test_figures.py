@@ -542,3 +542,14 @@ def test_an_order_finding_where_every_method_scores_zero_has_no_signal():
     rows = constructed({"init": 0.1, "sft": 0.0, "rl": 0.0}, n=48, outcomes=True, task="virl-vl")
     four = next(f for f in figures.findings(rows) if f.number == 4)
     assert four.verdict == figures.DOES_NOT_HOLD
+
+
+def test_a_figure_saved_twice_is_the_same_pdf(tmp_path):
+    """No creation date in the PDF: rerunning the figures changes no file whose numbers held."""
+    fig = Figure()
+    fig.subplots().plot([0, 1], [1, 0])
+    figures.save_figure(fig, tmp_path / "a", "f")
+    figures.save_figure(fig, tmp_path / "b", "f")
+    first = (tmp_path / "a" / "f.pdf").read_bytes()
+    assert first == (tmp_path / "b" / "f.pdf").read_bytes()
+    assert b"CreationDate" not in first
