@@ -348,10 +348,11 @@ def evaluate_virl(
         )
 
     ordered = settings.split == "mini"
-    n = settings.n_routes or 48
     if ordered:  # the mini benchmark's 18 routes, each once (never more, whatever was asked)
         available = len(make_env().source)
         n = min(settings.n_routes or available, available)
+    else:
+        n = settings.n_routes or 48
     options = [{"route_index": i} for i in range(n)] if ordered else None
     episodes = rollout(
         make_env,

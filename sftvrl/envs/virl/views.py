@@ -124,6 +124,8 @@ class _Scene:
     cars: np.ndarray  # (C, 5): x, y, bearing, colour draw, kind draw
     peds: np.ndarray  # (P, 3): x, y, colour draw
     lot_mid: np.ndarray  # (M, 2): the middle of each lot's facade line
+    road_quads: np.ndarray  # (E, 4, 2): each road's surface, a quad on the ground
+    marking_quads: np.ndarray  # (E, 4, 2): each road's centre marking
 
 
 def _scene(city: City) -> _Scene:
@@ -181,18 +183,36 @@ def _scene(city: City) -> _Scene:
                     cars.append((p[0], p[1], bab, rng.random(), rng.random()))
                 s += float(rng.uniform(6.0, 14.0))
     lot_array = np.array(lots, dtype=float).reshape(-1, 4)
+    road_a = city.nodes[[a for a, _ in city.edges]]
+    road_b = city.nodes[[b for _, b in city.edges]]
     scene = _Scene(
         lots=lot_array,
         lot_attr=np.array(attrs, dtype=float).reshape(-1, 3),
-        road_a=city.nodes[[a for a, _ in city.edges]],
-        road_b=city.nodes[[b for _, b in city.edges]],
+        road_a=road_a,
+        road_b=road_b,
         trees=np.array(trees, dtype=float).reshape(-1, 3),
         cars=np.array(cars, dtype=float).reshape(-1, 5),
         peds=np.array(peds, dtype=float).reshape(-1, 3),
         lot_mid=(lot_array[:, :2] + lot_array[:, 2:]) / 2,
+        **_road_quads(road_a, road_b),
     )
     city.cache["scene"] = scene
     return scene
+
+
+def _road_quads(a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
+    """The ground quads of the roads from ``a`` to ``b``: each surface (extended by its half
+    width past both ends, so crossings close) and its centre marking (8 m short of both ends)."""
+    along = b - a
+    u = along / np.maximum(np.hypot(*along.T), 1e-9)[:, None]
+    n = np.stack([u[:, 1], -u[:, 0]], 1)
+    ext_a, ext_b = a - u * ROAD_HALF_WIDTH, b + u * ROAD_HALF_WIDTH
+    side = n * ROAD_HALF_WIDTH
+    a2, b2, mark = a + u * 8, b - u * 8, n * 0.12
+    return {
+        "road_quads": np.stack([ext_a + side, ext_b + side, ext_b - side, ext_a - side], 1),
+        "marking_quads": np.stack([a2 + mark, b2 + mark, b2 - mark, a2 - mark], 1),
+    }
 
 
 def _shade(c: RGB, k: float) -> RGB:
@@ -770,19 +790,6 @@ def _hidden_corners(cam: _Camera, corners: np.ndarray) -> np.ndarray:
     return cam.hidden(xs.reshape(n, k), zs.reshape(n, k))
 
 
-def _roads_hidden(cam: _Camera, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Which road surfaces and which centre markings between ``a`` and ``b`` cannot show."""
-    along = b - a
-    u = along / np.maximum(np.hypot(*along.T), 1e-9)[:, None]
-    n = np.stack([u[:, 1], -u[:, 0]], 1)
-    ext_a, ext_b = a - u * ROAD_HALF_WIDTH, b + u * ROAD_HALF_WIDTH
-    side = n * ROAD_HALF_WIDTH
-    road = np.stack([ext_a + side, ext_b + side, ext_b - side, ext_a - side], 1)
-    a2, b2, side = a + u * 8, b - u * 8, n * 0.12
-    marking = np.stack([a2 + side, b2 + side, b2 - side, a2 - side], 1)
-    return _hidden_corners(cam, road), _hidden_corners(cam, marking)
-
-
 def _cars_hidden(cam: _Camera, cars: np.ndarray, look: Look) -> np.ndarray:
     """Which cars (rows of ``scene.cars``) cannot show: their footprint's corners, as
     :func:`_vehicle` places them, all behind the camera or beyond one side of the picture."""
@@ -807,32 +814,12 @@ def render_view(city: City, xy: XY, heading: float, look: Look, size: int = 320)
     mid = (scene.road_a + scene.road_b) / 2
     reach = np.hypot(*(mid - cam.pos).T) - np.hypot(*(scene.road_b - scene.road_a).T) / 2
     roads = np.nonzero(reach < SCENE_RANGE)[0]
-    road_hidden, marking_hidden = _roads_hidden(cam, scene.road_a[roads], scene.road_b[roads])
-    for k in roads[~road_hidden]:
-        a, b = scene.road_a[k], scene.road_b[k]
-        u = (b - a) / max(float(np.hypot(*(b - a))), 1e-9)
-        n = np.array([u[1], -u[0]])
-        ext_a, ext_b = a - u * ROAD_HALF_WIDTH, b + u * ROAD_HALF_WIDTH
-        poly = cam.ground_polygon(
-            np.stack(
-                [
-                    ext_a + n * ROAD_HALF_WIDTH,
-                    ext_b + n * ROAD_HALF_WIDTH,
-                    ext_b - n * ROAD_HALF_WIDTH,
-                    ext_a - n * ROAD_HALF_WIDTH,
-                ]
-            )
-        )
-        if len(poly) >= 3:
-            d.polygon(poly, fill=style.road)
-    for k in roads[~marking_hidden]:
-        a, b = scene.road_a[k], scene.road_b[k]
-        u = (b - a) / max(float(np.hypot(*(b - a))), 1e-9)
-        n = np.array([u[1], -u[0]]) * 0.12
-        a2, b2 = a + u * 8, b - u * 8
-        poly = cam.ground_polygon(np.stack([a2 + n, b2 + n, b2 - n, a2 - n]))
-        if len(poly) >= 3:
-            d.polygon(poly, fill=style.marking)
+    for quads, fill in ((scene.road_quads, style.road), (scene.marking_quads, style.marking)):
+        near = quads[roads]
+        for quad in near[~_hidden_corners(cam, near)]:
+            poly = cam.ground_polygon(quad)
+            if len(poly) >= 3:
+                d.polygon(poly, fill=fill)
     # Facades, far to near.
     if len(scene.lots):
         ld = np.hypot(*(scene.lot_mid - cam.pos).T)
